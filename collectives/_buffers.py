@@ -1,0 +1,86 @@
+"""Buffer handling in one place: array kind, validation, and host staging for GPU arrays.
+
+Accepted: numpy arrays and cupy arrays, C-contiguous, any shape (treated as
+flat), with a dtype from :data:`collectives.reduce_ops.DTYPES`.  The MPI on
+our GPU box is not CUDA-aware, so cupy arrays are staged through host memory:
+copied to a numpy array, reduced there, and copied back.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from .reduce_ops import DTYPES
+
+_NAMES = ", ".join(str(d) for d in DTYPES)
+
+
+def is_cupy(a) -> bool:
+    """Whether ``a`` is a cupy array (without importing cupy)."""
+    return type(a).__module__.split(".")[0] == "cupy"
+
+
+def problem(a, name: str) -> str | None:
+    """Why ``a`` cannot be used as a buffer, or None if it can."""
+    if not (isinstance(a, np.ndarray) or is_cupy(a)):
+        return f"{name} must be a numpy or cupy array, got {type(a).__name__}"
+    if a.dtype not in DTYPES:
+        return f"{name} has dtype {a.dtype}; supported dtypes are {_NAMES}"
+    if not a.flags.c_contiguous:
+        return f"{name} is not C-contiguous; pass numpy.ascontiguousarray({name})"
+    if not a.flags.writeable and name != "sendbuf":
+        return f"{name} is read-only"
+    return None
+
+
+def recv_problem(sendbuf, recvbuf, size: int) -> str | None:
+    """Why ``recvbuf`` cannot receive ``size`` elements of ``sendbuf``'s dtype and kind."""
+    bad = problem(recvbuf, "recvbuf")
+    if bad:
+        return bad
+    if recvbuf.dtype != sendbuf.dtype:
+        return f"recvbuf has dtype {recvbuf.dtype} but sendbuf has {sendbuf.dtype}"
+    if recvbuf.size != size:
+        return f"recvbuf has {recvbuf.size} elements, expected {size}"
+    if is_cupy(recvbuf) != is_cupy(sendbuf):
+        return "sendbuf and recvbuf must both be numpy or both be cupy arrays"
+    if recvbuf is not sendbuf and _shares_memory(sendbuf, recvbuf):
+        return "recvbuf overlaps sendbuf without being it; pass recvbuf=sendbuf for in place"
+    return None
+
+
+def _shares_memory(a, b) -> bool:
+    if is_cupy(a):
+        import cupy
+
+        return bool(cupy.shares_memory(a, b))
+    return bool(np.shares_memory(a, b))
+
+
+def empty(like, size: int):
+    """A new flat array of ``size`` elements, of ``like``'s dtype and kind."""
+    if is_cupy(like):
+        import cupy
+
+        return cupy.empty(size, like.dtype)
+    return np.empty(size, like.dtype)
+
+
+def flat(a) -> np.ndarray:
+    """A one-dimensional view of a contiguous array."""
+    return a.reshape(-1)
+
+
+def to_host(a) -> np.ndarray:
+    """A flat numpy copy of a cupy array, or ``a`` itself (flat) if it is numpy."""
+    if is_cupy(a):
+        import cupy
+
+        return cupy.asnumpy(a).reshape(-1)
+    return flat(a)
+
+
+def from_host(host: np.ndarray, dst) -> None:
+    """Copy ``host`` into ``dst`` when ``dst`` is a cupy array (numpy needs nothing)."""
+    if is_cupy(dst):
+        dst.reshape(-1).set(host)

@@ -1,0 +1,98 @@
+"""The library's own communicator, the check mode, and threads per rank."""
+
+from __future__ import annotations
+
+import os
+
+from mpi4py import MPI
+
+from .errors import CollectiveError
+
+_KEYVAL = MPI.Comm.Create_keyval()
+_check = os.environ.get("COLLECTIVES_CHECK", "0") not in ("", "0", "false", "no")
+
+
+def set_check(enabled: bool) -> None:
+    """Turn the cross-rank argument check on or off (default: ``$COLLECTIVES_CHECK``).
+
+    With the check on, every call first exchanges a small signature (count,
+    dtype, op, algorithm, root, and whether this rank's buffers passed local
+    validation) over the library communicator.  Any disagreement raises
+    :class:`CollectiveError` on every rank before the collective's first
+    message.  It costs one small all-gather per call, so benchmarks leave it
+    off; the tests turn it on.
+    """
+    global _check
+    _check = bool(enabled)
+
+
+def check_enabled() -> bool:
+    """Whether the cross-rank argument check is on."""
+    return _check
+
+
+def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
+    """Return a cached duplicate of ``comm`` (COMM_WORLD if None) for library traffic.
+
+    The duplicate lives as an MPI attribute of ``comm``, so user messages on
+    ``comm`` never match ours.  Creating it is collective, and happens on the
+    first call on each communicator.
+    """
+    comm = MPI.COMM_WORLD if comm is None else comm
+    if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
+        raise CollectiveError(f"comm must be an mpi4py intracommunicator, got {comm!r}")
+    dup = comm.Get_attr(_KEYVAL)
+    if dup is None:
+        dup = comm.Dup()
+        comm.Set_attr(_KEYVAL, dup)
+        configure_threads(dup)
+    return dup
+
+
+def agree(comm: MPI.Comm, signature: tuple, local_error: str | None) -> None:
+    """Raise the same :class:`CollectiveError` on every rank if ranks disagree.
+
+    ``signature`` must be equal on all ranks; ``local_error`` is this rank's
+    own validation failure, or None.
+    """
+    everyone = comm.allgather((signature, local_error))
+    errors = [f"rank {r}: {e}" for r, (_, e) in enumerate(everyone) if e is not None]
+    if errors:
+        raise CollectiveError("; ".join(errors))
+    first = everyone[0][0]
+    for r, (sig, _) in enumerate(everyone):
+        if sig != first:
+            raise CollectiveError(
+                f"ranks disagree on the call: rank 0 has {_describe(first)}, "
+                f"rank {r} has {_describe(sig)}; every rank must pass the same "
+                "count, dtype, op, algorithm and root"
+            )
+
+
+def _describe(sig: tuple) -> str:
+    return ", ".join(f"{k}={v}" for k, v in sig)
+
+
+_threads_set = False
+
+
+def configure_threads(comm: MPI.Comm) -> None:
+    """Give this rank's Numba kernels its share of the node's cores, once.
+
+    Share = cores in this process's affinity mask // ranks on this node, at
+    least 1.  An explicit ``NUMBA_NUM_THREADS`` in the environment wins.
+    Collective over ``comm`` on the first call.
+    """
+    global _threads_set
+    if _threads_set:
+        return
+    _threads_set = True
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    per_node = local.Get_size()
+    local.Free()
+    if "NUMBA_NUM_THREADS" in os.environ:
+        return
+    import numba
+
+    cores = len(os.sched_getaffinity(0))
+    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores // per_node)))

@@ -1,0 +1,245 @@
+"""The four public collectives: validate, then dispatch to the registry by name."""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+from . import _buffers as B
+from ._comm import agree, check_enabled, library_comm
+from .auto import choose
+from .errors import CollectiveError
+from .reduce_ops import OPS, check_op
+from .registry import ALGORITHMS, FAMILIES
+from .schedule import partition
+
+__all__ = ["allreduce", "allgather", "reduce_scatter", "broadcast"]
+
+
+def _resolve(family: str, algorithm: str, nbytes: int, p: int) -> str:
+    if algorithm not in ALGORITHMS[family]:
+        raise CollectiveError(
+            f"unknown {family} algorithm {algorithm!r}; "
+            f"use one of {', '.join(ALGORITHMS[family])}"
+        )
+    return choose(family, nbytes, p) if algorithm == "auto" else algorithm
+
+
+def _settle(comm, signature: tuple, local_error: str | None) -> None:
+    """Make every rank raise together (check mode) or raise here (no check)."""
+    if check_enabled():
+        agree(comm, signature, local_error)
+    elif local_error is not None:
+        raise CollectiveError(local_error)
+
+
+def _op_problem(op: str, sendbuf) -> str | None:
+    try:
+        check_op(op, np.dtype(sendbuf.dtype))
+    except CollectiveError as e:
+        return str(e)
+    return None
+
+
+def _dtype(buf) -> str:
+    return str(getattr(buf, "dtype", type(buf).__name__))
+
+
+def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
+    """Reduce ``sendbuf`` element-wise over all ranks; every rank gets the result.
+
+    Parameters
+    ----------
+    sendbuf : numpy.ndarray or cupy.ndarray
+        C-contiguous, same size and dtype on every rank (float16/32/64, int32/64).
+    recvbuf : array, optional
+        Receives the result; same size and dtype.  ``None`` allocates one;
+        ``recvbuf is sendbuf`` works in place.
+    op : {"sum", "prod", "min", "max", "avg"}
+        ``avg`` is the sum divided by the number of ranks (floating dtypes only).
+    algorithm : str
+        A name from ``collectives.ALGORITHMS["allreduce"]``.
+    comm : mpi4py.MPI.Intracomm, optional
+        Defaults to ``MPI.COMM_WORLD``.  Messages travel on a duplicate.
+
+    Returns
+    -------
+    array
+        ``recvbuf``.  Its bits are identical on every rank.
+
+    Raises
+    ------
+    CollectiveError
+        Before any message is sent, for unknown names or unusable buffers
+        (on every rank when the check mode is on).
+    """
+    if op not in OPS:
+        raise CollectiveError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
+    lib = library_comm(comm)
+    p = lib.Get_size()
+    error = B.problem(sendbuf, "sendbuf") or _op_problem(op, sendbuf)
+    n = getattr(sendbuf, "size", 0)
+    if error is None:
+        if recvbuf is None:
+            recvbuf = B.empty(sendbuf, n).reshape(sendbuf.shape)
+        elif recvbuf is not sendbuf:
+            error = B.recv_problem(sendbuf, recvbuf, n)
+    name = _resolve("allreduce", algorithm, n * getattr(sendbuf, "itemsize", 0), p)
+    sig = (("call", "allreduce"), ("count", n), ("dtype", _dtype(sendbuf)), ("op", op),
+           ("algorithm", algorithm))
+    _settle(lib, sig, error)
+    if n == 0:
+        return recvbuf
+    if B.is_cupy(sendbuf):
+        work = B.to_host(sendbuf)
+    else:
+        work = B.flat(recvbuf)
+        if recvbuf is not sendbuf:
+            work[...] = B.flat(sendbuf)
+    FAMILIES["allreduce"][name](work, "sum" if op == "avg" else op, lib)
+    if op == "avg":
+        np.divide(work, p, out=work)
+    B.from_host(work, recvbuf)
+    return recvbuf
+
+
+def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):
+    """Gather every rank's ``sendbuf`` into ``recvbuf`` on every rank, in rank order.
+
+    Parameters
+    ----------
+    sendbuf : array
+        ``m`` elements, the same ``m`` and dtype on every rank.
+    recvbuf : array, optional
+        ``P * m`` elements; rank ``r``'s data lands at ``[r*m, (r+1)*m)``.
+        ``recvbuf is sendbuf`` means in place: the buffer has ``P * m``
+        elements and this rank's block is already in position.
+    algorithm : str
+        A name from ``collectives.ALGORITHMS["allgather"]``.
+    comm : mpi4py.MPI.Intracomm, optional
+
+    Returns
+    -------
+    array
+        ``recvbuf``.
+    """
+    lib = library_comm(comm)
+    p, rank = lib.Get_size(), lib.Get_rank()
+    in_place = recvbuf is sendbuf and sendbuf is not None
+    error = B.problem(sendbuf, "sendbuf")
+    total = getattr(sendbuf, "size", 0)
+    m = total // p if in_place else total
+    if error is None:
+        if in_place and total % p:
+            error = f"in-place all-gather needs a buffer of P*m elements; {total} is not a multiple of {p}"
+        elif recvbuf is None:
+            recvbuf = B.empty(sendbuf, p * m)
+        elif not in_place:
+            error = B.recv_problem(sendbuf, recvbuf, p * m)
+    name = _resolve("allgather", algorithm, p * m * getattr(sendbuf, "itemsize", 0), p)
+    sig = (("call", "allgather"), ("count", m), ("dtype", _dtype(sendbuf)),
+           ("algorithm", algorithm), ("in_place", in_place))
+    _settle(lib, sig, error)
+    if m == 0:
+        return recvbuf
+    offsets = tuple(range(0, (p + 1) * m, m))
+    work = B.to_host(recvbuf) if B.is_cupy(recvbuf) else B.flat(recvbuf)
+    if not in_place:
+        work[offsets[rank] : offsets[rank + 1]] = B.to_host(sendbuf)
+    FAMILIES["allgather"][name](work, offsets, lib)
+    B.from_host(work, recvbuf)
+    return recvbuf
+
+
+def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
+    """Reduce ``sendbuf`` over all ranks and leave block ``r`` of the result on rank ``r``.
+
+    The ``n`` elements are cut into P blocks with
+    ``collectives.schedule.partition(n, P)``: the first ``n % P`` blocks hold
+    one element more, so any ``n`` works.
+
+    Parameters
+    ----------
+    sendbuf : array
+        ``n`` elements, the same ``n`` and dtype on every rank.
+    recvbuf : array, optional
+        This rank's block size.  ``recvbuf is sendbuf`` means in place: the
+        result is left in ``sendbuf``'s own block, and that view is returned.
+    op, algorithm, comm
+        As for :func:`allreduce`; algorithms from
+        ``collectives.ALGORITHMS["reduce_scatter"]``.
+
+    Returns
+    -------
+    array
+        This rank's reduced block.
+    """
+    if op not in OPS:
+        raise CollectiveError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
+    lib = library_comm(comm)
+    p, rank = lib.Get_size(), lib.Get_rank()
+    in_place = recvbuf is sendbuf and sendbuf is not None
+    error = B.problem(sendbuf, "sendbuf") or _op_problem(op, sendbuf)
+    n = getattr(sendbuf, "size", 0)
+    offsets = partition(n, p)
+    mine = offsets[rank + 1] - offsets[rank]
+    if error is None:
+        if recvbuf is None:
+            recvbuf = B.empty(sendbuf, mine)
+        elif not in_place:
+            error = B.recv_problem(sendbuf, recvbuf, mine)
+    name = _resolve("reduce_scatter", algorithm, n * getattr(sendbuf, "itemsize", 0), p)
+    sig = (("call", "reduce_scatter"), ("count", n), ("dtype", _dtype(sendbuf)), ("op", op),
+           ("algorithm", algorithm), ("in_place", in_place))
+    _settle(lib, sig, error)
+    if in_place:
+        recvbuf = B.flat(sendbuf)[offsets[rank] : offsets[rank + 1]]
+    if n == 0:
+        return recvbuf
+    send = B.to_host(sendbuf)
+    if in_place and not B.is_cupy(sendbuf):
+        send = send.copy()
+    out = B.to_host(recvbuf) if B.is_cupy(recvbuf) else B.flat(recvbuf)
+    FAMILIES["reduce_scatter"][name](send, out, offsets, "sum" if op == "avg" else op, lib)
+    if op == "avg":
+        np.divide(out, p, out=out)
+    B.from_host(out, recvbuf)
+    return recvbuf
+
+
+def broadcast(buf, root=0, *, algorithm="auto", comm=None):
+    """Copy ``buf`` from ``root`` to every rank, in place.
+
+    Parameters
+    ----------
+    buf : array
+        Same size and dtype on every rank; only the root's contents matter.
+    root : int
+        The sending rank, the same on every rank.
+    algorithm : str
+        A name from ``collectives.ALGORITHMS["broadcast"]``.
+    comm : mpi4py.MPI.Intracomm, optional
+
+    Returns
+    -------
+    array
+        ``buf``.
+    """
+    lib = library_comm(comm)
+    p = lib.Get_size()
+    if not isinstance(root, (int, np.integer)) or not 0 <= root < p:
+        raise CollectiveError(f"root must be a rank in 0..{p - 1}, got {root!r}")
+    error = B.problem(buf, "buf")
+    n = getattr(buf, "size", 0)
+    name = _resolve("broadcast", algorithm, n * getattr(buf, "itemsize", 0), p)
+    sig = (("call", "broadcast"), ("count", n), ("dtype", _dtype(buf)), ("root", int(root)),
+           ("algorithm", algorithm))
+    _settle(lib, sig, error)
+    if n == 0 or p == 1:
+        return buf
+    work = B.to_host(buf)
+    FAMILIES["broadcast"][name](work, int(root), lib)
+    B.from_host(work, buf)
+    return buf
+
+
