@@ -1,0 +1,225 @@
+"""OSU-style sweep of every algorithm of a collective, side by side with the MPI library's own.
+
+Launch::
+
+    mpiexec -n 2 python -m mpi4py -m collectives.bench
+    mpiexec -n 16 python -m mpi4py -m collectives.bench --collective allgather --json ag.json
+
+Method (OSU conventions): sizes double from ``--min-bytes`` to
+``--max-bytes``; for each size every algorithm is warmed up, then timed
+call by call with a barrier before each call, taking the slowest rank's time
+per call and the median over repeats.  Algorithms are interleaved within a
+size so that drift of the machine hits them all alike.  Bandwidths follow
+nccl-tests: all-reduce busbw = size/t * 2(P-1)/P; all-gather and
+reduce-scatter busbw = size/t * (P-1)/P, where size is the full vector;
+broadcast busbw = algbw.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import socket
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from . import api
+from .registry import ALGORITHMS
+
+_RUN = {
+    "allreduce": lambda x, y, alg, comm: api.allreduce(x, y, algorithm=alg, comm=comm),
+    "allgather": lambda x, y, alg, comm: api.allgather(x, y, algorithm=alg, comm=comm),
+    "reduce_scatter": lambda x, y, alg, comm: api.reduce_scatter(x, y, algorithm=alg, comm=comm),
+    "broadcast": lambda x, y, alg, comm: api.broadcast(x, 0, algorithm=alg, comm=comm),
+}
+
+
+def bus_factor(collective: str, p: int) -> float:
+    """nccl-tests' busbw / algbw ratio for ``collective`` on ``p`` ranks."""
+    if collective == "allreduce":
+        return 2 * (p - 1) / p
+    if collective in ("allgather", "reduce_scatter"):
+        return (p - 1) / p
+    return 1.0
+
+
+def parse_size(text: str) -> int:
+    """``"64M"`` -> 67108864; accepts K, M, G suffixes (powers of 1024)."""
+    text = text.strip().upper().rstrip("B")
+    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
+    return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def sizes(lo: int, hi: int) -> list[int]:
+    """Doubling sizes from ``lo`` to ``hi`` bytes inclusive."""
+    out, s = [], lo
+    while s <= hi:
+        out.append(s)
+        s *= 2
+    return out
+
+
+def environment(comm: MPI.Comm) -> dict:
+    """Machine, MPI library and versions, for the output header."""
+    import mpi4py
+    import numba
+
+    cpu = platform.processor()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    hosts = sorted(set(comm.allgather(socket.gethostname())))
+    return {
+        "hosts": hosts,
+        "cpu": cpu,
+        "cores_per_host": os.cpu_count(),
+        "ranks": comm.Get_size(),
+        "mpi_library": MPI.Get_library_version().strip().splitlines()[0],
+        "mpi_standard": "%d.%d" % MPI.Get_version(),
+        "mpi4py": mpi4py.__version__,
+        "numpy": np.__version__,
+        "numba": numba.__version__,
+        "python": platform.python_version(),
+        "numba_threads": numba.get_num_threads(),
+        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+    }
+
+
+def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
+    n = max(nbytes // dtype.itemsize, 1)
+    rng = np.random.default_rng(rank)
+    if collective == "allgather":
+        m = max(n // p, 1)
+        return rng.random(m).astype(dtype), np.empty(m * p, dtype), m * p
+    if collective == "reduce_scatter":
+        from .schedule import partition
+
+        off = partition(n, p)
+        return rng.random(n).astype(dtype), np.empty(off[rank + 1] - off[rank], dtype), n
+    x = rng.random(n).astype(dtype)
+    return x, (x if collective == "broadcast" else np.empty_like(x)), n
+
+
+def _repeats(nbytes: int, budget: float) -> int:
+    # more repeats for small sizes, at least 5 for the largest
+    return int(min(200, max(5, budget * 2e9 / max(nbytes, 1) / 10)))
+
+
+def run(args, comm: MPI.Comm) -> list[dict]:
+    """Sweep and return one record per (size, algorithm)."""
+    p, rank = comm.Get_size(), comm.Get_rank()
+    dtype = np.dtype(args.dtype)
+    algs = [a for a in args.algorithms.split(",")] if args.algorithms else list(ALGORITHMS[args.collective])
+    if "mpi" not in algs:
+        algs.append("mpi")
+    for a in algs:
+        if a not in ALGORITHMS[args.collective]:
+            raise SystemExit(f"unknown {args.collective} algorithm {a!r}; have {ALGORITHMS[args.collective]}")
+    call = _RUN[args.collective]
+    records = []
+    for nbytes in sizes(args.min_bytes, args.max_bytes):
+        x, y, n = _buffers(args.collective, nbytes, dtype, p, rank)
+        reps = args.repeats or _repeats(nbytes, args.budget)
+        for a in algs:
+            for _ in range(args.warmup):
+                call(x, y, a, comm)
+        times = {a: [] for a in algs}
+        for _ in range(reps):
+            for a in algs:
+                comm.Barrier()
+                t0 = time.perf_counter()
+                call(x, y, a, comm)
+                times[a].append(time.perf_counter() - t0)
+        slowest = {a: np.max(comm.allgather(times[a]), axis=0) for a in algs}
+        base = float(np.median(slowest["mpi"]))
+        for a in algs:
+            t = float(np.median(slowest[a]))
+            size = n * dtype.itemsize
+            algbw = size / t / 1e9
+            records.append(
+                {
+                    "collective": args.collective,
+                    "bytes": size,
+                    "algorithm": a,
+                    "time_us": t * 1e6,
+                    "algbw_GBps": algbw,
+                    "busbw_GBps": algbw * bus_factor(args.collective, p),
+                    "ratio_to_mpi": t / base,
+                    "repeats": reps,
+                }
+            )
+        if rank == 0 and not args.quiet:
+            for rec in records[-len(algs) :]:
+                print(_row(rec), flush=True)
+    return records
+
+
+_HEAD = f"{'bytes':>10} {'algorithm':>20} {'time_us':>12} {'algbw_GB/s':>11} {'busbw_GB/s':>11} {'vs_mpi':>7}"
+
+
+def _row(r: dict) -> str:
+    return (
+        f"{r['bytes']:>10} {r['algorithm']:>20} {r['time_us']:>12.2f} "
+        f"{r['algbw_GBps']:>11.3f} {r['busbw_GBps']:>11.3f} {r['ratio_to_mpi']:>7.2f}"
+    )
+
+
+def write_hdf5(path: str, env: dict, records: list[dict]) -> None:
+    """Records as columns of an HDF5 group, the environment as attributes."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for k, v in env.items():
+            f.attrs[k] = v if not isinstance(v, list) else ",".join(map(str, v))
+        for key in records[0]:
+            col = [r[key] for r in records]
+            f[key] = np.array(col, dtype=h5py.string_dtype()) if isinstance(col[0], str) else np.array(col)
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m collectives.bench",
+        description="OSU-style sweep of our collectives against the MPI library's own.",
+    )
+    ap.add_argument("--collective", default="allreduce", choices=sorted(ALGORITHMS))
+    ap.add_argument("--algorithms", default="", help="comma-separated names (default: all); 'mpi' is always added")
+    ap.add_argument("--min-bytes", type=parse_size, default=4, help="smallest size, e.g. 4, 1K (default 4)")
+    ap.add_argument("--max-bytes", type=parse_size, default=64 << 20, help="largest size, e.g. 64M (default)")
+    ap.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64", "int32", "int64"])
+    ap.add_argument("--warmup", type=int, default=3, help="untimed calls per algorithm and size")
+    ap.add_argument("--repeats", type=int, default=0, help="timed calls per algorithm and size (default: scaled with size)")
+    ap.add_argument("--budget", type=float, default=0.2, help="seconds of traffic per size that sets the default repeats")
+    ap.add_argument("--json", metavar="PATH", help="write header and records as JSON")
+    ap.add_argument("--output", metavar="PATH.h5", help="write records to HDF5")
+    ap.add_argument("--quiet", action="store_true", help="print only the header")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    comm = MPI.COMM_WORLD
+    env = environment(comm)
+    if comm.Get_rank() == 0:
+        print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")
+        for k, v in env.items():
+            print(f"# {k}: {v}")
+        print(_HEAD, flush=True)
+    records = run(args, comm)
+    if comm.Get_rank() == 0:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"environment": env, "records": records}, f, indent=1)
+        if args.output:
+            write_hdf5(args.output, env, records)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
