@@ -28,7 +28,7 @@ def problem(a, name: str) -> str | None:
         return f"{name} has dtype {a.dtype}; supported dtypes are {_NAMES}"
     if not a.flags.c_contiguous:
         return f"{name} is not C-contiguous; pass numpy.ascontiguousarray({name})"
-    if not a.flags.writeable and name != "sendbuf":
+    if not getattr(a.flags, "writeable", True) and name != "sendbuf":
         return f"{name} is read-only"
     return None
 

@@ -6,6 +6,7 @@ import numpy as np
 
 
 from . import _buffers as B
+from . import mpi_native
 from ._comm import agree, check_enabled, library_comm
 from .auto import choose
 from .errors import CollectiveError
@@ -85,6 +86,8 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         elif recvbuf is not sendbuf:
             error = B.recv_problem(sendbuf, recvbuf, n)
     name = _resolve("allreduce", algorithm, n * getattr(sendbuf, "itemsize", 0), p)
+    if error is None and name == "mpi":
+        error = mpi_native.unsupported(sendbuf.dtype)
     sig = (("call", "allreduce"), ("count", n), ("dtype", _dtype(sendbuf)), ("op", op),
            ("algorithm", algorithm))
     _settle(lib, sig, error)
@@ -189,6 +192,8 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
         elif not in_place:
             error = B.recv_problem(sendbuf, recvbuf, mine)
     name = _resolve("reduce_scatter", algorithm, n * getattr(sendbuf, "itemsize", 0), p)
+    if error is None and name == "mpi":
+        error = mpi_native.unsupported(sendbuf.dtype)
     sig = (("call", "reduce_scatter"), ("count", n), ("dtype", _dtype(sendbuf)), ("op", op),
            ("algorithm", algorithm), ("in_place", in_place))
     _settle(lib, sig, error)

@@ -17,7 +17,8 @@ export COLLECTIVES_CHECK=1 PYTHONUNBUFFERED=1
 status=0
 
 echo "== serial tests"
-timeout -k 10 "$LIMIT" python -m pytest -q -p no:cacheprovider --junitxml="$RESULTS/serial.xml" tests "$@"
+timeout -k 10 "$LIMIT" python -m pytest -q -p no:cacheprovider -m "not mpi" \
+    --junitxml="$RESULTS/serial.xml" tests "$@"
 rc=$?; [ $rc -ne 0 ] && [ $rc -ne 5 ] && status=1
 
 for p in $RANKS; do
