@@ -39,7 +39,7 @@ def test_allgather_matches_mpi(algorithm, dtype, m, rng):
     comm = world()
     x = data(rng, m, dtype)
     ref = np.empty(m * comm.Get_size(), dtype)
-    comm.Allgather(x, ref)
+    comm.Allgather([x.view(np.uint8), MPI.BYTE], [ref.view(np.uint8), MPI.BYTE])  # any dtype
     y = collectives.allgather(x, algorithm=algorithm)
     collective_assert(comm, np.array_equal(y, ref), "all-gather differs from MPI_Allgather")
 
@@ -116,7 +116,7 @@ def test_broadcast_from_every_root(algorithm, dtype, n, rng):
     for root in range(comm.Get_size()):
         x = data(rng, n, dtype)
         ref = x.copy()
-        comm.Bcast(ref, root=root)
+        comm.Bcast([ref.view(np.uint8), MPI.BYTE], root=root)  # bytes: any dtype, any MPI
         out = collectives.broadcast(x, root, algorithm=algorithm)
         assert out is x
         collective_assert(comm, np.array_equal(x, ref), f"root {root}")
