@@ -52,3 +52,15 @@ def pytest_collection_modifyitems(config, items):
     size = MPI.COMM_WORLD.Get_size()
     for item in items:
         item._nodeid = f"{item.nodeid}[P{size}]" if config.getoption("with_mpi", False) else item.nodeid
+
+
+def library_refuses(algorithm: str, dtype: str, call) -> bool:
+    """Where the MPI library cannot reduce ``dtype``, ``"mpi"`` must refuse it cleanly."""
+    import collectives
+    from collectives import mpi_native
+
+    if algorithm != "mpi" or mpi_native.unsupported(np.dtype(dtype)) is None:
+        return False
+    with pytest.raises(collectives.CollectiveError, match="cannot reduce"):
+        call()
+    return True

@@ -6,21 +6,11 @@ import numpy as np
 import pytest
 
 import collectives
-from conftest import assert_identical_everywhere, collective_assert, world
+from conftest import library_refuses, assert_identical_everywhere, collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)
 
 MPI = pytest.importorskip("mpi4py.MPI")
-from collectives import mpi_native  # noqa: E402
-
-
-def library_refuses(algorithm: str, dtype: str, call) -> bool:
-    """Where the MPI library cannot reduce ``dtype``, ``"mpi"`` must refuse it cleanly."""
-    if algorithm != "mpi" or mpi_native.unsupported(np.dtype(dtype)) is None:
-        return False
-    with pytest.raises(collectives.CollectiveError, match="cannot reduce"):
-        call()
-    return True
 MPI_OP = {"sum": MPI.SUM, "avg": MPI.SUM, "prod": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX}
 DTYPES = ["float16", "float32", "float64", "int32", "int64"]
 OPS = list(MPI_OP)
