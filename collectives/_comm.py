@@ -80,16 +80,23 @@ def configure_threads(comm: MPI.Comm) -> None:
     """Give this rank's Numba kernels its share of the node's cores, once.
 
     Share = cores in this process's affinity mask // ranks on this node, at
-    least 1.  An explicit ``NUMBA_NUM_THREADS`` in the environment wins.
-    Collective over ``comm`` on the first call.
+    least 1.  Ranks on this node come from the launcher (MPICH's
+    ``MPI_LOCALNRANKS``, Open MPI's ``OMPI_COMM_WORLD_LOCAL_SIZE``), else from
+    ``comm`` split by shared memory (collective over ``comm``; the first
+    communicator used may undercount if it is not COMM_WORLD).  An explicit
+    ``NUMBA_NUM_THREADS`` in the environment wins.
     """
     global _threads_set
     if _threads_set:
         return
     _threads_set = True
-    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-    per_node = local.Get_size()
-    local.Free()
+    launcher = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
+    if launcher:
+        per_node = int(launcher)
+    else:
+        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+        per_node = local.Get_size()
+        local.Free()
     if "NUMBA_NUM_THREADS" in os.environ:
         return
     import numba
