@@ -3,10 +3,11 @@
 Tree 0 is NCCL's in-order binary tree rooted at rank 0, in which the odd
 ranks are leaves.  Tree 1 is its mirror (``r -> P-1-r``) when P is even and
 its shift by one (``r -> r+1``) when P is odd, so a rank that is a leaf in one
-tree is an inner node in the other and every rank's links carry about ``n``
-bytes in total.  Each half is cut into chunks that are pipelined up the tree
-(reduce) and straight back down (broadcast); with ``C`` chunks and height
-``H`` the all-reduce takes about ``C + 2H`` rounds.
+tree is an inner node in the other (for even P no rank is inner in both; for
+odd P only rank 0), and each rank sends between ``n`` and ``2n`` bytes.  Each
+half is cut into chunks that are pipelined up the tree (reduce) and straight
+back down (broadcast); with ``C`` chunks and height ``H`` the all-reduce takes
+``C + 2H - 1`` rounds.
 
 The schedule is in global steps: the node of height ``h`` sends chunk ``c``
 to its parent in step ``c + h``; the node of depth ``d`` sends chunk ``c`` to
@@ -85,6 +86,8 @@ def _shape(tree) -> tuple[list[int], list[int], int]:
 def allreduce_rounds(rank: int, p: int, n: int, chunk: int) -> tuple[Round, ...]:
     """Double-binary-tree all-reduce of ``n`` elements in chunks of ``chunk`` elements.
 
+    ``chunk <= 0`` sends each half as one chunk (no pipelining).
+
     Tree ``t`` reduces and broadcasts ``work[half[t]:half[t+1]]`` with
     ``half = partition(n, 2)``.  Tags: ``2t`` going up, ``2t + 1`` going down.
     """
@@ -98,7 +101,8 @@ def allreduce_rounds(rank: int, p: int, n: int, chunk: int) -> tuple[Round, ...]
         lo, hi = halves[t], halves[t + 1]
         if hi == lo or p == 1:
             continue
-        chunks = [(a, min(a + chunk, hi)) for a in range(lo, hi, max(chunk, 1))]
+        step = chunk if chunk > 0 else hi - lo  # chunk <= 0: no pipelining, one chunk per half
+        chunks = [(a, min(a + step, hi)) for a in range(lo, hi, step)]
         height, depth, root = _shape(tree)
         top = height[root]
         parent, kids = tree[rank]

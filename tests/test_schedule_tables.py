@@ -183,6 +183,7 @@ def test_simulated_allreduce_every_algorithm(p):
             ("tree chunk 1", lambda r: double_binary_tree.allreduce_rounds(r, p, n, 1)),
             ("tree chunk 3", lambda r: double_binary_tree.allreduce_rounds(r, p, n, 3)),
             ("tree chunk 1000", lambda r: double_binary_tree.allreduce_rounds(r, p, n, 1000)),
+            ("tree chunk 0", lambda r: double_binary_tree.allreduce_rounds(r, p, n, 0)),
             ("naive_ps", lambda r: naive_ps.allreduce_rounds(r, p, n)),
             ("sharded_ps", lambda r: sharded_ps.allreduce_rounds(r, p, n)),
         ]:
