@@ -94,6 +94,8 @@ def partition(n: int, parts: int) -> tuple[int, ...]:
 def check_matched(schedules: Sequence[Sequence[Round]]) -> None:
     """Raise ``AssertionError`` unless every send meets one receive of equal size.
 
+    The checks are explicit raises, not ``assert``, so they hold under ``python -O``.
+
     ``schedules[r]`` is rank ``r``'s schedule.  A send from ``a`` to ``b`` in
     round ``t`` with tag ``g`` must match exactly one receive by ``b`` from
     ``a`` in round ``t`` with tag ``g``, and the two must cover the same
@@ -105,19 +107,24 @@ def check_matched(schedules: Sequence[Sequence[Round]]) -> None:
         for t, rnd in enumerate(rounds):
             for s in rnd.sends:
                 key = (rank, s.peer, t, s.tag)
-                assert key not in sends, f"duplicate send {key}"
-                assert s.peer != rank, f"rank {rank} sends to itself in round {t}"
+                if key in sends:
+                    raise AssertionError(f"duplicate send {key}")
+                if s.peer == rank:
+                    raise AssertionError(f"rank {rank} sends to itself in round {t}")
                 sends[key] = s.count
             for v in rnd.recvs:
                 key = (v.peer, rank, t, v.tag)
-                assert key not in recvs, f"duplicate receive {key}"
+                if key in recvs:
+                    raise AssertionError(f"duplicate receive {key}")
                 recvs[key] = v.count
-    assert sends.keys() == recvs.keys(), (
-        f"unmatched: sends only {sorted(sends.keys() - recvs.keys())[:5]}, "
-        f"receives only {sorted(recvs.keys() - sends.keys())[:5]}"
-    )
+    if sends.keys() != recvs.keys():
+        raise AssertionError(
+            f"unmatched: sends only {sorted(sends.keys() - recvs.keys())[:5]}, "
+            f"receives only {sorted(recvs.keys() - sends.keys())[:5]}"
+        )
     for key, count in sends.items():
-        assert recvs[key] == count, f"size mismatch {key}: send {count}, receive {recvs[key]}"
+        if recvs[key] != count:
+            raise AssertionError(f"size mismatch {key}: send {count}, receive {recvs[key]}")
 
 
 def simulate(
