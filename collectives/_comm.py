@@ -9,6 +9,7 @@ from mpi4py import MPI
 from .errors import CollectiveError
 
 _KEYVAL = MPI.Comm.Create_keyval()
+_SHAPE = MPI.Comm.Create_keyval()
 _check = os.environ.get("COLLECTIVES_CHECK", "0") not in ("", "0", "false", "no")
 
 
@@ -36,7 +37,11 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
 
     The duplicate lives as an MPI attribute of ``comm``, so user messages on
     ``comm`` never match ours.  Creating it is collective, and happens on the
-    first call on each communicator.
+    first call on each communicator.  That first call also learns how many
+    ranks share each node (see :func:`ranks_per_node`) and checks that every
+    rank uses the same cost profile for ``auto`` (see
+    :mod:`collectives.profile`), raising :class:`CollectiveError` on every
+    rank if not: ranks that pick different algorithms would deadlock.
     """
     comm = MPI.COMM_WORLD if comm is None else comm
     if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
@@ -44,9 +49,29 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
     dup = comm.Get_attr(_KEYVAL)
     if dup is None:
         dup = comm.Dup()
+        local = dup.Split_type(MPI.COMM_TYPE_SHARED)
+        local_size = local.Get_size()
+        local.Free()
+        from .auto import profile_fingerprint
+
+        everyone = dup.allgather((local_size, profile_fingerprint()))
+        prints = {fp for _, fp in everyone}
+        if len(prints) > 1:
+            dup.Free()
+            raise CollectiveError(
+                "ranks use different cost profiles for algorithm='auto': "
+                + "; ".join(f"rank {r}: {fp or 'none'}" for r, (_, fp) in enumerate(everyone))
+                + "; give every rank the same COLLECTIVES_PROFILE file"
+            )
+        dup.Set_attr(_SHAPE, max(size for size, _ in everyone))
         comm.Set_attr(_KEYVAL, dup)
-        configure_threads(dup)
+        configure_threads(local_size)
     return dup
+
+
+def ranks_per_node(lib: MPI.Comm) -> int:
+    """Ranks per node of a communicator returned by :func:`library_comm` (the largest node's)."""
+    return lib.Get_attr(_SHAPE) or 1
 
 
 def agree(comm: MPI.Comm, signature: tuple, local_error: str | None) -> None:
@@ -76,7 +101,7 @@ def _describe(sig: tuple) -> str:
 _threads_set = False
 
 
-def configure_threads(comm: MPI.Comm) -> None:
+def configure_threads(local_size: int) -> None:
     """Give this rank's Numba kernels its share of the node's cores, once.
 
     Share = cores in this process's affinity mask // ranks on this node, at
@@ -91,12 +116,7 @@ def configure_threads(comm: MPI.Comm) -> None:
         return
     _threads_set = True
     launcher = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
-    if launcher:
-        per_node = int(launcher)
-    else:
-        local = comm.Split_type(MPI.COMM_TYPE_SHARED)
-        per_node = local.Get_size()
-        local.Free()
+    per_node = int(launcher) if launcher else local_size
     if "NUMBA_NUM_THREADS" in os.environ:
         return
     import numba

@@ -7,7 +7,7 @@ import numpy as np
 
 from . import _buffers as B
 from . import mpi_native
-from ._comm import agree, check_enabled, library_comm
+from ._comm import agree, check_enabled, library_comm, ranks_per_node
 from .auto import choose
 from .errors import CollectiveError
 from .reduce_ops import OPS, check_op
@@ -17,13 +17,18 @@ from .schedule import partition
 __all__ = ["allreduce", "allgather", "reduce_scatter", "broadcast"]
 
 
-def _resolve(family: str, algorithm: str, nbytes: int, p: int) -> str:
+def _resolve(family: str, algorithm: str, count: int, buf, lib) -> str:
+    """The algorithm to run: ``algorithm`` itself, or ``auto``'s choice for ``count`` elements."""
     if algorithm not in ALGORITHMS[family]:
         raise CollectiveError(
             f"unknown {family} algorithm {algorithm!r}; "
             f"use one of {', '.join(ALGORITHMS[family])}"
         )
-    return choose(family, nbytes, p) if algorithm == "auto" else algorithm
+    if algorithm != "auto":
+        return algorithm
+    item = getattr(buf, "itemsize", 1) or 1
+    return choose(family, count * item, lib.Get_size(), ranks_per_node=ranks_per_node(lib),
+                  itemsize=item)
 
 
 def _settle(comm, signature: tuple, local_error: str | None) -> None:
@@ -85,7 +90,7 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
             recvbuf = B.empty(sendbuf, n).reshape(sendbuf.shape)
         elif recvbuf is not sendbuf:
             error = B.recv_problem(sendbuf, recvbuf, n)
-    name = _resolve("allreduce", algorithm, n * getattr(sendbuf, "itemsize", 0), p)
+    name = _resolve("allreduce", algorithm, n, sendbuf, lib)
     if error is None and name == "mpi":
         error = mpi_native.unsupported(sendbuf.dtype)
     sig = (("call", "allreduce"), ("count", n), ("dtype", _dtype(sendbuf)), ("op", op),
@@ -139,7 +144,7 @@ def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):
             recvbuf = B.empty(sendbuf, p * m)
         elif not in_place:
             error = B.recv_problem(sendbuf, recvbuf, p * m)
-    name = _resolve("allgather", algorithm, p * m * getattr(sendbuf, "itemsize", 0), p)
+    name = _resolve("allgather", algorithm, p * m, sendbuf, lib)
     sig = (("call", "allgather"), ("count", m), ("dtype", _dtype(sendbuf)),
            ("algorithm", algorithm), ("in_place", in_place))
     _settle(lib, sig, error)
@@ -191,7 +196,7 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
             recvbuf = B.empty(sendbuf, mine)
         elif not in_place:
             error = B.recv_problem(sendbuf, recvbuf, mine)
-    name = _resolve("reduce_scatter", algorithm, n * getattr(sendbuf, "itemsize", 0), p)
+    name = _resolve("reduce_scatter", algorithm, n, sendbuf, lib)
     if error is None and name == "mpi":
         error = mpi_native.unsupported(sendbuf.dtype)
     sig = (("call", "reduce_scatter"), ("count", n), ("dtype", _dtype(sendbuf)), ("op", op),
@@ -236,7 +241,7 @@ def broadcast(buf, root=0, *, algorithm="auto", comm=None):
         raise CollectiveError(f"root must be a rank in 0..{p - 1}, got {root!r}")
     error = B.problem(buf, "buf")
     n = getattr(buf, "size", 0)
-    name = _resolve("broadcast", algorithm, n * getattr(buf, "itemsize", 0), p)
+    name = _resolve("broadcast", algorithm, n, buf, lib)
     sig = (("call", "broadcast"), ("count", n), ("dtype", _dtype(buf)), ("root", int(root)),
            ("algorithm", algorithm))
     _settle(lib, sig, error)

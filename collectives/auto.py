@@ -1,20 +1,66 @@
-"""``algorithm="auto"``: a size and rank-count rule, until a measured model replaces it.
+"""``algorithm="auto"``: the least predicted time under a measured profile, else a size rule.
 
-The thresholds follow the textbook crossovers (Thakur, Rabenseifner and
-Gropp 2005), checked against ``python -m collectives.bench`` at P=2 (2-core
-dev machine, MPICH) and P=16 (16-core GPU box, Open MPI): there
-Rabenseifner beats the ring up to 2 MiB and the ring wins from 4 MiB.
+With a profile (see :mod:`collectives.profile` for where it is looked up;
+``python -m collectives.alphabeta --save`` writes one), ``auto`` runs the
+algorithm that :func:`collectives.cost_model.best` predicts fastest for the
+message size, the rank count and the ranks per node.  Decisions are cached
+per (family, bytes, P, ranks per node, item size).
+
+Without one, the built-in rule follows the textbook crossovers (Thakur,
+Rabenseifner and Gropp 2005), checked against ``python -m collectives.bench``
+at P=2 (2-core dev machine, MPICH) and P=16 (16-core GPU box, Open MPI):
+there Rabenseifner beats the ring up to 2 MiB and the ring wins from 4 MiB.
+
+Every rank must decide alike, or the ranks run different schedules and
+hang: :func:`collectives._comm.library_comm` checks, on a communicator's
+first use, that all ranks hold the same profile.
 """
 
 from __future__ import annotations
+
+from . import cost_model
+from .profile import Profile, active
+
+__all__ = ["choose", "set_profile", "current_profile", "profile_fingerprint"]
 
 SMALL = 16 * 1024  # bytes: latency-bound below this
 LARGE = 512 * 1024  # bytes: bandwidth-bound above this
 RING = 4 << 20  # bytes: all-reduce switches from Rabenseifner to the ring
 
+_UNSET = object()
+_override = _UNSET
+_cache: dict = {}
 
-def choose(family: str, nbytes: int, p: int) -> str:
-    """The algorithm ``auto`` runs for ``nbytes`` (per rank's full vector) on ``p`` ranks."""
+
+def set_profile(profile: Profile | None | object = _UNSET) -> None:
+    """Use ``profile`` for ``auto`` in this process (``None``: the built-in rule).
+
+    Called with no argument, go back to the environment variable and default
+    path.  Call it alike on every rank.
+    """
+    global _override
+    _override = profile
+    _cache.clear()
+
+
+def current_profile() -> Profile | None:
+    """The profile ``auto`` decides with now, or None for the built-in rule."""
+    if _override is not _UNSET:
+        return _override  # type: ignore[return-value]
+    return active()[0]
+
+
+def profile_fingerprint() -> str:
+    """Fingerprint of :func:`current_profile` (``""`` for none, an error text if unreadable)."""
+    try:
+        prof = current_profile()
+    except (OSError, ValueError) as e:
+        return f"unreadable profile: {e}"
+    return "" if prof is None else prof.fingerprint()
+
+
+def builtin(family: str, nbytes: int, p: int) -> str:
+    """The size and rank-count rule used when no profile is available."""
     if family == "allreduce":
         if nbytes <= SMALL or p < 4 and nbytes < LARGE:
             return "recursive_doubling"
@@ -26,3 +72,34 @@ def choose(family: str, nbytes: int, p: int) -> str:
     if family == "broadcast":
         return "binomial" if nbytes < LARGE or p < 4 else "scatter_allgather"
     raise KeyError(family)
+
+
+def choose(family: str, nbytes: int, p: int, *, ranks_per_node: int | None = None,
+           itemsize: int = 4) -> str:
+    """The algorithm ``auto`` runs for ``nbytes`` (the full vector) on ``p`` ranks.
+
+    Parameters
+    ----------
+    family : str
+        ``"allreduce"``, ``"allgather"``, ``"reduce_scatter"`` or ``"broadcast"``.
+    nbytes : int
+        The full vector's bytes (all-gather: the gathered result).
+    p : int
+        Ranks.
+    ranks_per_node : int, optional
+        Ranks per node (default: all on one node).
+    itemsize : int
+        Bytes per element.
+    """
+    prof = current_profile()
+    if prof is None or nbytes < itemsize:
+        return builtin(family, nbytes, p)
+    key = (id(prof), family, nbytes, p, ranks_per_node, itemsize)
+    name = _cache.get(key)
+    if name is None:
+        name = cost_model.best(family, nbytes, p, prof, ranks_per_node=ranks_per_node,
+                               itemsize=itemsize)[0]
+        if len(_cache) > 4096:
+            _cache.clear()
+        _cache[key] = name
+    return name

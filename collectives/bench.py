@@ -29,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import api
+from ._comm import library_comm
 from .registry import ALGORITHMS
 
 _RUN = {
@@ -205,6 +206,7 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     comm = MPI.COMM_WORLD
+    library_comm(comm)  # sets threads per rank, so the header reports what runs
     env = environment(comm)
     if comm.Get_rank() == 0:
         print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")

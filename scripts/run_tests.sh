@@ -11,7 +11,7 @@ RANKS=${RANKS:-"1 2 3 4 5"}
 LIMIT=${LIMIT:-420}           # seconds per MPI run
 RESULTS=${RESULTS:-results/tests}
 
-python -m pip install -q --disable-pip-version-check -e ".[mpich,test]" || exit 1
+python -m pip install -q --disable-pip-version-check -e ".[mpich,test,plots]" || exit 1
 rm -rf "$RESULTS" && mkdir -p "$RESULTS"
 export COLLECTIVES_CHECK=1 PYTHONUNBUFFERED=1
 status=0

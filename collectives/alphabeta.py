@@ -1,0 +1,557 @@
+"""Measure alpha, beta and gamma on this machine, fit them, and predict every collective.
+
+Launch::
+
+    mpiexec -n 2 python -m mpi4py -m collectives.alphabeta --save
+    mpiexec -n 2 python -m mpi4py -m collectives.alphabeta --predict --json ab.json
+    python -m collectives.alphabeta --simulate --profile ab.json --plot winners.png
+
+What it measures (OSU method: warm-up, a barrier before each size, the
+iteration count scaled down with size, the median):
+
+- **ping-pong** between a pair of ranks, 0 B to ``--max-bytes``, for one pair
+  on the same node and, with several nodes, one pair on different nodes;
+  half the round trip is the one-way time ``T(n)``.  Each is fitted with a
+  piecewise Hockney model ``T(n) = alpha + beta*n`` (:mod:`collectives.hockney`),
+  with a breakpoint wherever the protocol changes.
+- **gamma**: our reduce kernel (sum, float32, as the engine runs it, with
+  every rank of the node reducing at once, so memory bandwidth is shared as
+  it is in a collective), and a memory copy, fitted the same way.
+- **software overheads** of our engine: the time per round beyond the
+  network latency (from schedules of 1 to 16 one-element rounds) and per
+  call (a one-element recursive-doubling all-reduce minus its predicted rounds).
+- **pairs** (P > 2): alpha and beta of every pair (a sample of
+  ``--max-pairs`` when there are more), ranks grouped by node, so intra- and
+  inter-node links show apart.
+
+Outputs: a table on stdout; the profile as JSON (``--json PATH``, or
+``--save`` to the default path ``auto`` reads, see :mod:`collectives.profile`);
+raw timings in HDF5 (``--output PATH.h5``); a PNG of points and fitted
+lines (``--plot PATH.png``, needs matplotlib: ``pip install .[plots]``).
+
+``--predict`` then runs the bench sweep of ``--collective`` and prints, per
+algorithm and size, predicted and measured time and the relative error,
+with ``auto`` deciding from the fresh profile.  ``--simulate`` predicts from
+a profile at P up to 4096 and several ranks per node, and charts which
+algorithm wins where.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+from . import auto, cost_model
+from .bench import environment, parse_size, sizes
+from .hockney import Piecewise, fit
+from .profile import Profile, default_path, load
+
+TAG = 77
+
+
+def sweep_sizes(max_bytes: int) -> list[int]:
+    """0, then 1, 2, 4, ..., with 1.5x steps between from 1 KiB, up to ``max_bytes``.
+
+    The extra points give each fitted regime enough sizes to pin its slope.
+    """
+    out = [0] + sizes(1, max_bytes)
+    out += [3 * s // 2 for s in sizes(1024, max_bytes) if 3 * s // 2 <= max_bytes]
+    return sorted(out)
+
+
+def _iterations(nbytes: int, budget: float, guess_bw: float = 5e9, guess_lat: float = 5e-6) -> int:
+    """OSU-like: many iterations for small sizes, at least 10 for the largest."""
+    per = 2 * (guess_lat + nbytes / guess_bw)
+    return int(min(1000, max(10, budget / per)))
+
+
+#: Buffers each measurement cycles through: an out-of-place all-reduce
+#: touches three on every rank (input, result, scratch for incoming data),
+#: so timing one hot buffer would report cache speed where the collective
+#: runs at memory speed, and more than three would understate the cache.
+POOL = 3
+
+
+def _pool(nbytes: int, dtype=np.uint8) -> list[np.ndarray]:
+    count = max(nbytes // np.dtype(dtype).itemsize, 1)
+    rng = np.random.default_rng(1)
+    return [rng.random(count).astype(dtype) if dtype != np.uint8 else np.ones(count, dtype)
+            for _ in range(POOL)]
+
+
+def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup: int = 5,
+             exchange: bool = False):
+    """One-way message times between ranks ``a`` and ``b``; every rank of ``comm`` calls this.
+
+    Ping-pong: half the round trip.  ``exchange``: both send ``n`` bytes to
+    each other at once (``Sendrecv``), the time of one exchange.  Returns
+    ``{nbytes: array of seconds}`` on ``a`` (empty elsewhere).
+    """
+    rank = comm.Get_rank()
+    out = {}
+    for n in nbytes_list:
+        iters = _iterations(n, budget)
+        comm.Barrier()
+        if rank not in (a, b):
+            continue
+        bufs = _pool(n)
+        peer = b if rank == a else a
+        samples = np.empty(iters)
+        for k in range(-warmup, iters):
+            send = [bufs[k % POOL][:n], MPI.BYTE]
+            recv = [bufs[(k + 1) % POOL][:n], MPI.BYTE]
+            t0 = time.perf_counter()
+            if exchange:
+                comm.Sendrecv(send, peer, TAG, recv, peer, TAG)
+                dt = time.perf_counter() - t0
+            elif rank == a:
+                comm.Send(send, peer, TAG)
+                comm.Recv(recv, peer, TAG)
+                dt = (time.perf_counter() - t0) / 2
+            else:
+                comm.Recv(recv, peer, TAG)
+                comm.Send(send, peer, TAG)
+                dt = 0.0
+            if k >= 0:
+                samples[k] = dt
+        if rank == a:
+            out[n] = samples
+    comm.Barrier()
+    return out
+
+
+def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float):
+    """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once.
+
+    Returns ``{nbytes: array of seconds}`` (each sample the slowest rank's) on every rank.
+    """
+    from .reduce_ops import combine
+
+    out = {}
+    for n in nbytes_list:
+        bufs = _pool(n, np.float32)
+        if kind == "reduce":
+            def f(k):
+                combine(bufs[k % POOL], bufs[(k + 2) % POOL], "sum", False)
+        else:
+            def f(k):
+                np.copyto(bufs[(k + 1) % POOL], bufs[k % POOL])
+        iters = _iterations(n, budget, guess_bw=10e9, guess_lat=1e-6)
+        for k in range(3):
+            f(k)
+        samples = np.empty(iters)
+        for k in range(iters):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            f(k)
+            samples[k] = time.perf_counter() - t0
+        out[bufs[0].nbytes] = np.max(comm.allgather(samples), axis=0)
+    return out
+
+
+def round_overhead(comm: MPI.Comm, budget: float, counts=(1, 2, 4, 8, 16)):
+    """Seconds per engine round of one-element exchanges, and per call, by a line fit.
+
+    Pairs ``r, r^1`` exchange one float32 per round (an odd last rank idles).
+    Returns ``(per_round, per_call, {rounds: seconds})``.
+    """
+    from ._engine import execute
+    from .schedule import Recv, Round, Send
+
+    rank, p = comm.Get_rank(), comm.Get_size()
+    peer = rank ^ 1
+    work = np.ones(1, np.float32)
+    times = {}
+    for r in counts:
+        if peer < p:
+            rnd = Round((Send(peer, 0, 1),), (Recv(peer, 0, 1, reduce=True, incoming_first=peer < rank),))
+        else:
+            rnd = Round()
+        rounds = (rnd,) * r
+        iters = max(20, int(budget / (r * 20e-6)))
+        for _ in range(5):
+            execute(rounds, work, comm, "max")
+        samples = np.empty(iters)
+        for k in range(iters):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            execute(rounds, work, comm, "max")
+            samples[k] = time.perf_counter() - t0
+        times[r] = float(np.median(np.max(comm.allgather(samples), axis=0)))
+    x = np.array(counts, float)
+    y = np.array([times[r] for r in counts])
+    slope, intercept = np.polyfit(x, y, 1)
+    return max(float(slope), 0.0), max(float(intercept), 0.0), times
+
+
+def _node_ids(comm: MPI.Comm) -> list[int]:
+    """Node index of every rank, nodes numbered by their lowest rank."""
+    local = comm.Split_type(MPI.COMM_TYPE_SHARED)
+    leader = local.allreduce(comm.Get_rank(), op=MPI.MIN)
+    local.Free()
+    leaders = comm.allgather(leader)
+    order = sorted(set(leaders))
+    return [order.index(x) for x in leaders]
+
+
+def _pairs(p: int, max_pairs: int, seed: int = 0) -> list[tuple[int, int]]:
+    every = [(i, j) for i in range(p) for j in range(i + 1, p)]
+    if len(every) <= max_pairs:
+        return every
+    rng = np.random.default_rng(seed)
+    ring = {(min(i, (i + 1) % p), max(i, (i + 1) % p)) for i in range(p)}
+    rest = [pr for pr in every if pr not in ring]
+    pick = rng.choice(len(rest), size=max(0, max_pairs - len(ring)), replace=False)
+    return sorted(ring | {rest[i] for i in pick})
+
+
+def pairwise(comm: MPI.Comm, max_pairs: int, budget: float, small: int = 8, large: int = 1 << 20):
+    """Two-point alpha/beta of every (sampled) pair.  Matrices in seconds and s/B; NaN = not measured."""
+    p = comm.Get_size()
+    alpha = np.full((p, p), np.nan)
+    beta = np.full((p, p), np.nan)
+    for a, b in _pairs(p, max_pairs):
+        t = pingpong(comm, a, b, [small, large], budget)
+        got = comm.bcast({k: float(np.median(v)) for k, v in t.items()} if comm.Get_rank() == a else None, root=a)
+        beta[a, b] = beta[b, a] = max(got[large] - got[small], 0.0) / (large - small)
+        alpha[a, b] = alpha[b, a] = max(got[small] - beta[a, b] * small, 0.0)
+    return alpha, beta
+
+
+def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
+    """Run every measurement; return the profile (identical on all ranks) and the raw data (rank 0)."""
+    from ._comm import library_comm
+
+    library_comm(comm)  # threads per rank as in a real collective, before any kernel runs
+    rank, p = comm.Get_rank(), comm.Get_size()
+    nodes = _node_ids(comm)
+    raw: dict = {"nodes": nodes}
+    ns = sweep_sizes(args.max_bytes)
+    links = {}
+    if p >= 2:
+        same = [r for r in range(1, p) if nodes[r] == nodes[0]]
+        other = [r for r in range(1, p) if nodes[r] != nodes[0]]
+        for name, peers in (("intra", same), ("inter", other)):
+            if not peers:
+                continue
+            for kind, exchange in (("", False), ("_exchange", True)):
+                t = pingpong(comm, 0, peers[0], ns, args.budget, exchange=exchange)
+                if rank == 0:
+                    raw[f"{'exchange' if exchange else 'pingpong'}_{name}"] = t
+                    links[name + kind] = fit(list(t), [np.median(v) for v in t.values()],
+                                             max_segments=args.max_segments)
+    ks = [s for s in sweep_sizes(args.max_bytes) if s >= 64]
+    red = local_kernel(comm, "reduce", ks, args.budget)
+    cp = local_kernel(comm, "copy", ks, args.budget)
+    raw["reduce"], raw["copy"] = red, cp
+    if args.pairs and p > 2:
+        raw["pair_alpha"], raw["pair_beta"] = pairwise(comm, args.max_pairs, args.budget / 4)
+    per_round, _, by_rounds = round_overhead(comm, args.budget)
+    raw["rounds"] = by_rounds
+    links = comm.bcast(links, root=0)
+    if "intra" not in links:  # one rank: no link to measure, keep a zero-cost one
+        links["intra"] = Piecewise.line(0.0, 0.0)
+    meta = environment(comm)
+    meta["nodes"] = max(nodes) + 1
+    prof = Profile(
+        intra=links["intra"],
+        inter=links.get("inter"),
+        intra_exchange=links.get("intra_exchange"),
+        inter_exchange=links.get("inter_exchange"),
+        reduce=fit(list(red), [np.median(v) for v in red.values()], max_segments=args.max_segments),
+        copy=fit(list(cp), [np.median(v) for v in cp.values()], max_segments=args.max_segments),
+        round_overhead=max(per_round - links["intra"](4), 0.0),
+        meta=meta,
+    )
+    # per call: a one-element all-reduce minus what the model charges for its rounds
+    from . import api
+
+    x = np.ones(1, np.float32)
+    y = np.empty_like(x)
+    samples = []
+    for k in range(max(50, int(args.budget / 50e-6))):
+        comm.Barrier()
+        t0 = time.perf_counter()
+        api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)
+        samples.append(time.perf_counter() - t0)
+    t_call = float(np.median(np.max(comm.allgather(samples[5:]), axis=0)))
+    rounds_only = cost_model.predict("allreduce", "recursive_doubling", 4, p, prof,
+                                     ranks_per_node=nodes.count(0))
+    call = max(t_call - rounds_only, 0.0)
+    raw["call_time"] = t_call
+    prof = dataclasses.replace(prof, call_overhead=call)
+    # every rank decides with the bits rank 0 has
+    prof = Profile.from_dict(comm.bcast(prof.to_dict(), root=0))
+    return prof, raw
+
+
+# ------------------------------------------------------------------ output
+
+
+def _us(s: float) -> str:
+    return f"{s * 1e6:.3f}"
+
+
+def _gbps(beta: float) -> str:
+    return f"{1 / beta / 1e9:.2f}" if beta > 0 else "inf"
+
+
+def describe(prof: Profile) -> str:
+    """The profile as a table."""
+    lines = []
+    for name, pw in (("intra-node link, ping-pong", prof.intra),
+                     ("intra-node link, exchange", prof.intra_exchange),
+                     ("inter-node link, ping-pong", prof.inter),
+                     ("inter-node link, exchange", prof.inter_exchange),
+                     ("reduce kernel (gamma)", prof.reduce), ("memory copy", prof.copy)):
+        if pw is None:
+            continue
+        lines.append(f"# {name}: R^2 {pw.r2:.4f}, largest relative residual {pw.max_rel_residual:.1%}")
+        lines.append(f"{'from_bytes':>12} {'to_bytes':>12} {'alpha_us':>10} {'beta_ns/B':>10} {'GB/s':>8}")
+        for s in pw.segments:
+            hi = "inf" if s.hi == float("inf") else f"{s.hi:.0f}"
+            lines.append(f"{s.lo:>12.0f} {hi:>12} {_us(s.alpha):>10} {s.beta * 1e9:>10.5f} {_gbps(s.beta):>8}")
+    lines.append(f"# software overhead: {_us(prof.round_overhead)} us per round, "
+                 f"{_us(prof.call_overhead)} us per call")
+    lines.append(
+        f"# headline: alpha {_us(prof.intra.alpha)} us, beta {prof.intra.beta * 1e9:.5f} ns/B "
+        f"({_gbps(prof.intra.beta)} GB/s), gamma {prof.reduce.beta * 1e9:.5f} ns/B "
+        f"({_gbps(prof.reduce.beta)} GB/s)"
+    )
+    return "\n".join(lines)
+
+
+def describe_pairs(alpha: np.ndarray, beta: np.ndarray, nodes: list[int]) -> str:
+    """Alpha matrix (us) with ranks ordered by node, and per-class medians."""
+    p = len(nodes)
+    order = sorted(range(p), key=lambda r: (nodes[r], r))
+    lines = ["# pairwise alpha (us), ranks grouped by node (node:rank)"]
+    lines.append(" " * 9 + "".join(f"{nodes[c]}:{c:<6}" for c in order))
+    for r in order:
+        cells = "".join(f"{'-' if np.isnan(alpha[r, c]) else f'{alpha[r, c] * 1e6:.2f}':<8}" for c in order)
+        lines.append(f"{nodes[r]}:{r:<6} {cells}")
+    same = np.array([[nodes[i] == nodes[j] and i != j for j in range(p)] for i in range(p)])
+    for label, mask in (("intra-node", same), ("inter-node", ~same & ~np.eye(p, dtype=bool))):
+        a, b = alpha[mask], beta[mask]
+        a, b = a[~np.isnan(a)], b[~np.isnan(b)]
+        if len(a):
+            lines.append(f"# {label} pairs: {len(a) // 2}, median alpha {np.median(a) * 1e6:.3f} us, "
+                         f"median bandwidth {_gbps(float(np.median(b)))} GB/s")
+    return "\n".join(lines)
+
+
+def write_hdf5(path: str, prof: Profile, raw: dict) -> None:
+    """Raw samples per size (NaN-padded), fits as JSON attributes, environment as attributes."""
+    import h5py
+
+    with h5py.File(path, "w") as f:
+        for k, v in prof.meta.items():
+            f.attrs[k] = v if not isinstance(v, list) else ",".join(map(str, v))
+        f.attrs["profile"] = json.dumps(prof.to_dict())
+        for key in ("pingpong_intra", "exchange_intra", "pingpong_inter", "exchange_inter",
+                    "reduce", "copy"):
+            if key not in raw:
+                continue
+            data = raw[key]
+            g = f.create_group(key)
+            g["bytes"] = np.array(list(data), np.int64)
+            width = max(len(v) for v in data.values())
+            pad = np.full((len(data), width), np.nan)
+            for i, v in enumerate(data.values()):
+                pad[i, : len(v)] = v
+            g["seconds"] = pad
+            g["median"] = np.array([np.median(v) for v in data.values()])
+        if "pair_alpha" in raw:
+            f["pairs/alpha"] = raw["pair_alpha"]
+            f["pairs/beta"] = raw["pair_beta"]
+        f["nodes"] = np.array(raw["nodes"])
+        f["rounds/count"] = np.array(list(raw["rounds"]))
+        f["rounds/seconds"] = np.array(list(raw["rounds"].values()))
+
+
+# ------------------------------------------------------------------ predict
+
+
+def predict_table(comm: MPI.Comm, prof: Profile, args) -> list[dict]:
+    """Bench every algorithm with ``auto`` on ``prof``; one record per (size, algorithm)."""
+    from . import bench
+
+    auto.set_profile(prof)
+    bargs = bench.parser().parse_args(
+        ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
+         "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget)]
+    )
+    records = bench.run(bargs, comm)
+    p = comm.Get_size()
+    rpn = _node_ids(comm).count(0)
+    out = []
+    for size in sorted({r["bytes"] for r in records}):
+        rows = {r["algorithm"]: r for r in records if r["bytes"] == size}
+        fixed = {a: rows[a]["time_us"] for a in cost_model.predictable(args.collective) if a in rows}
+        best = min(fixed, key=fixed.get)
+        choice = auto.choose(args.collective, size, p, ranks_per_node=rpn)
+        for a, r in rows.items():
+            rec = {"bytes": size, "algorithm": a, "measured_us": r["time_us"]}
+            model = choice if a == "auto" else a
+            if model in cost_model.predictable(args.collective):
+                pred = cost_model.predict(args.collective, model, size, p, prof, ranks_per_node=rpn)
+                rec["predicted_us"] = pred * 1e6
+                rec["rel_error"] = (pred * 1e6 - r["time_us"]) / r["time_us"]
+            if a == "auto":
+                rec["auto_choice"] = choice
+                rec["best_fixed"] = best
+                rec["auto_vs_best"] = r["time_us"] / fixed[best]
+            out.append(rec)
+    return out
+
+
+def describe_predictions(recs: list[dict]) -> str:
+    lines = [f"{'bytes':>10} {'algorithm':>20} {'measured_us':>12} {'predicted_us':>12} {'rel_err':>8}  note"]
+    for r in recs:
+        pred = f"{r['predicted_us']:>12.2f} {r['rel_error']:>+8.1%}" if "predicted_us" in r else f"{'-':>12} {'-':>8}"
+        note = ""
+        if r["algorithm"] == "auto":
+            note = f"chose {r['auto_choice']}; best fixed {r['best_fixed']}; auto/best {r['auto_vs_best']:.2f}"
+        lines.append(f"{r['bytes']:>10} {r['algorithm']:>20} {r['measured_us']:>12.2f} {pred}  {note}")
+    big = [r for r in recs if "rel_error" in r and r["bytes"] >= 64 * 1024 and r["algorithm"] != "auto"]
+    if big:
+        worst = max(big, key=lambda r: abs(r["rel_error"]))
+        lines.append(f"# largest |error| from 64 KiB: {worst['rel_error']:+.1%} "
+                     f"({worst['algorithm']}, {worst['bytes']} B)")
+    autos = [r for r in recs if r["algorithm"] == "auto"]
+    if autos:
+        lines.append(f"# auto / best fixed: worst {max(r['auto_vs_best'] for r in autos):.2f}")
+    return "\n".join(lines)
+
+
+# ------------------------------------------------------------------ simulate
+
+
+def simulate(prof: Profile, family: str, ps, rpns, nbytes_list) -> list[dict]:
+    """Predicted time of every algorithm at every (ranks per node, P, bytes)."""
+    out = []
+    for rpn in rpns:
+        for p in ps:
+            for n in nbytes_list:
+                times = {a: cost_model.predict(family, a, n, p, prof, ranks_per_node=rpn)
+                         for a in cost_model.predictable(family)}
+                win = min(times, key=times.get)
+                out.append({"ranks_per_node": rpn, "p": p, "bytes": n, "winner": win,
+                            "predicted_us": {a: t * 1e6 for a, t in times.items()}})
+    return out
+
+
+def describe_simulation(recs: list[dict], family: str) -> str:
+    algs = cost_model.predictable(family)
+    short = {a: a[:1].upper() + str(i) for i, a in enumerate(algs)}
+    lines = ["# winner per (P, bytes): " + ", ".join(f"{v}={k}" for k, v in short.items())]
+    for rpn in sorted({r["ranks_per_node"] for r in recs}):
+        sub = [r for r in recs if r["ranks_per_node"] == rpn]
+        ns = sorted({r["bytes"] for r in sub})
+        lines.append(f"# ranks per node {rpn}")
+        lines.append(f"{'P':>6} " + " ".join(f"{_size_label(n):>5}" for n in ns))
+        for p in sorted({r["p"] for r in sub}):
+            row = {r["bytes"]: r["winner"] for r in sub if r["p"] == p}
+            lines.append(f"{p:>6} " + " ".join(f"{short[row[n]]:>5}" for n in ns))
+    return "\n".join(lines)
+
+
+def _size_label(n: int) -> str:
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= scale:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
+# ------------------------------------------------------------------ CLI
+
+
+def parser() -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(
+        prog="python -m collectives.alphabeta",
+        description="Measure alpha, beta, gamma; fit Hockney; predict and simulate collectives.",
+    )
+    ap.add_argument("--max-bytes", type=parse_size, default=64 << 20, help="largest ping-pong size (default 64M)")
+    ap.add_argument("--budget", type=float, default=0.05, help="seconds of timing per size (default 0.05)")
+    ap.add_argument("--max-segments", type=int, default=4, help="most regimes in a piecewise fit")
+    ap.add_argument("--no-pairs", dest="pairs", action="store_false", help="skip the pairwise matrix (P > 2)")
+    ap.add_argument("--max-pairs", type=int, default=64, help="measure at most this many pairs (sampled)")
+    ap.add_argument("--profile", metavar="PATH", help="use this profile instead of measuring")
+    ap.add_argument("--json", metavar="PATH", help="write the profile (and predictions, simulation) as JSON")
+    ap.add_argument("--save", action="store_true", help=f"write the profile to the default path ({default_path()})")
+    ap.add_argument("--output", metavar="PATH.h5", help="write the raw timings to HDF5")
+    ap.add_argument("--plot", metavar="PATH.png", help="PNG of measured points and fitted lines (or winners with --simulate)")
+    ap.add_argument("--predict", action="store_true", help="bench every algorithm and compare with the model")
+    ap.add_argument("--collective", default="allreduce", choices=["allreduce", "allgather", "reduce_scatter", "broadcast"])
+    ap.add_argument("--min-bytes", type=parse_size, default=4, help="smallest --predict size (default 4)")
+    ap.add_argument("--predict-max-bytes", type=parse_size, default=64 << 20, help="largest --predict size")
+    ap.add_argument("--bench-budget", type=float, default=0.2, help="bench seconds per size in --predict")
+    ap.add_argument("--simulate", action="store_true", help="predict at large P from the profile (no measuring needed)")
+    ap.add_argument("--sim-ranks", default="2,4,8,16,32,64,128,256,512,1024,2048,4096", help="P values for --simulate")
+    ap.add_argument("--ranks-per-node", default="1,16", help="ranks per node for --simulate (comma-separated)")
+    ap.add_argument("--sim-max-bytes", type=parse_size, default=1 << 30, help="largest --simulate size")
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
+    comm = MPI.COMM_WORLD
+    rank = comm.Get_rank()
+    result: dict = {}
+    if args.profile:
+        try:
+            prof = load(args.profile)
+        except (OSError, ValueError) as e:
+            if rank == 0:
+                print(f"alphabeta: {e}", file=sys.stderr)
+            return 2
+        raw = None
+    else:
+        prof, raw = measure(comm, args)
+    if rank == 0:
+        print(f"# collectives.alphabeta, P={comm.Get_size()}" + (f", profile {args.profile}" if args.profile else ""))
+        for k, v in prof.meta.items():
+            print(f"# {k}: {v}")
+        print(describe(prof), flush=True)
+        if raw is not None and "pair_alpha" in raw:
+            print(describe_pairs(raw["pair_alpha"], raw["pair_beta"], raw["nodes"]), flush=True)
+    result["profile"] = prof.to_dict()
+    if args.predict:
+        recs = predict_table(comm, prof, args)
+        result["predictions"] = recs
+        if rank == 0:
+            print(describe_predictions(recs), flush=True)
+    if args.simulate and rank == 0:
+        ps = [int(x) for x in args.sim_ranks.split(",")]
+        rpns = [int(x) for x in args.ranks_per_node.split(",")]
+        sim = simulate(prof, args.collective, ps, rpns, sizes(4, args.sim_max_bytes))
+        result["simulation"] = sim
+        print(describe_simulation(sim, args.collective), flush=True)
+    if rank == 0:
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+        if args.save:
+            prof.save(default_path())
+            print(f"# profile saved to {default_path()}")
+        if args.output and raw is not None:
+            write_hdf5(args.output, prof, raw)
+        if args.plot:
+            from . import _plots
+
+            if args.simulate:
+                _plots.winners(result["simulation"], args.collective, args.plot)
+            else:
+                _plots.fits(prof, raw, args.plot)
+            print(f"# plot written to {args.plot}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,504 @@
+"""Predicted time of every hand-written collective from a measured :class:`~collectives.profile.Profile`.
+
+The model is the textbook one (Hockney, as in Thakur, Rabenseifner and
+Gropp 2005), made to follow *our* schedules round by round so that it can
+be checked against them and against the clock:
+
+- A collective is a sequence of global rounds (see :mod:`collectives.schedule`);
+  its time is the sum over rounds of the busiest rank's time in that round,
+  plus ``call_overhead`` and the API's local copy of the send buffer.
+- A rank's round costs ``round_overhead`` plus its messages.  Its receives
+  arrive one after another (``L(b) = alpha + beta*b`` each) and each
+  reducing receive then costs ``gamma*b`` more: the receiving process does
+  the copy and the reduction in turn.  (With no asynchronous progress, as
+  in MPICH and Open MPI by default, a large message moves only while its
+  receiver sits in an MPI call, so the engine's reduce-while-the-next-
+  message-is-in-flight does not overlap much on shared memory; the model
+  does not pretend it does.)  Sends go out concurrently with the receives
+  (full duplex) and one after another among themselves.
+- Ranks are placed in blocks of ``ranks_per_node`` consecutive ranks.  A
+  round whose pattern joins two nodes is charged the inter-node link, and
+  when ``f`` ranks of one node send off the node at once they share its
+  network port: ``alpha + f*beta*b``.
+- Costs are piecewise (:mod:`collectives.hockney`): the alpha and beta of a
+  message are those of the regime its size falls in.
+
+Non-power-of-two P: recursive doubling, Rabenseifner and the recursive
+all-gather pay the MPICH fold (one extra round of ``n`` bytes before, one
+after); Bruck pays a last partial round; the ring and the trees pay nothing
+extra.  Pipelining: the double binary tree's chunks (``C + 2H - 1`` rounds,
+every round charged for its busiest rank across both trees, so the fill and
+drain of the pipeline are counted) and the ring's optional segments (more
+messages of fewer bytes per round).
+
+``predict(family, "mpi", ...)`` is not defined: the library's own algorithm is
+its business.  :func:`predictable` lists the names that are.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from . import registry
+from ._fold import first_ranks, old_rank, pow2_below
+from .double_binary_tree import _shape, trees
+from .profile import Profile
+from .schedule import partition
+
+__all__ = ["predict", "predictable", "best", "Placement"]
+
+
+class Placement:
+    """``p`` ranks in blocks of ``ranks_per_node`` consecutive ranks per node."""
+
+    def __init__(self, p: int, ranks_per_node: int | None = None):
+        if p < 1:
+            raise ValueError(f"p must be >= 1, got {p}")
+        self.p = p
+        self.rpn = p if not ranks_per_node else max(1, min(int(ranks_per_node), p))
+        self.nodes = -(-p // self.rpn)
+
+    def key(self) -> tuple[int, int]:
+        return self.p, self.rpn
+
+
+@lru_cache(maxsize=4096)
+def _crossing(rpn: int, src: tuple[int, ...] | bytes, dst) -> tuple[bool, bool, int]:
+    """(any intra-node pair, any inter-node pair, most off-node senders of one node)."""
+    s = np.frombuffer(src, np.int64) // rpn
+    d = np.frombuffer(dst, np.int64) // rpn
+    off = s != d
+    if not off.any():
+        return bool(len(s)), False, 0
+    return bool((~off).any()), True, int(np.bincount(s[off]).max())
+
+
+def _pattern(place: Placement, src, dst) -> tuple[bool, bool, int]:
+    src = np.asarray(src, np.int64)
+    dst = np.asarray(dst, np.int64)
+    if place.nodes == 1 or len(src) == 0:
+        return bool(len(src)), False, 0
+    return _crossing(place.rpn, src.tobytes(), dst.tobytes())
+
+
+class _Cost:
+    """Message, reduce and copy costs of one profile on one placement."""
+
+    def __init__(self, prof: Profile, place: Placement):
+        self.prof = prof
+        self.place = place
+        self.o = prof.round_overhead
+
+    def msg(self, nbytes: float, pattern=(True, False, 0), duplex: bool = True) -> float:
+        """Slowest message of a round whose pairs form ``pattern`` (see :func:`_pattern`).
+
+        ``duplex``: the ranks send and receive at once (the exchange cost).
+        """
+        if nbytes <= 0:
+            return 0.0
+        intra, inter, flows = pattern
+        t = self.prof.link(False, duplex)(nbytes) if intra else 0.0
+        if inter:
+            t = max(t, self.prof.link(True, duplex)(nbytes, flows))
+        return t
+
+    def red(self, nbytes: float) -> float:
+        return self.prof.reduce(nbytes) if nbytes > 0 else 0.0
+
+    def copy(self, nbytes: float) -> float:
+        return self.prof.copy(nbytes) if nbytes > 0 else 0.0
+
+    def step(self, nbytes: float, pattern, reduce: bool, duplex: bool = True) -> float:
+        """One round in which every active rank moves ``nbytes`` (reducing them or not).
+
+        ``duplex``: each active rank both sends and receives (most rounds);
+        otherwise a rank only sends or only receives (folds, broadcast trees).
+        """
+        if nbytes <= 0:
+            return 0.0
+        return self.o + self.msg(nbytes, pattern, duplex) + (self.red(nbytes) if reduce else 0.0)
+
+
+# ---------------------------------------------------------------- patterns
+
+
+def _ring_pattern(place):
+    r = np.arange(place.p)
+    return _pattern(place, r, (r + 1) % place.p)
+
+
+def _xor_pattern(place, mask):
+    p = place.p
+    i = np.arange(pow2_below(p))
+    old = np.array([old_rank(int(x), p) for x in range(len(i))])
+    return _pattern(place, old, old[i ^ mask])
+
+
+def _fold_pattern(place):
+    rem = place.p - pow2_below(place.p)
+    return _pattern(place, 2 * np.arange(rem), 2 * np.arange(rem) + 1)
+
+
+def _max_range(bounds: np.ndarray, mask: int) -> int:
+    """Largest ``bounds[g+mask] - bounds[g]`` over groups ``g`` aligned to ``mask``."""
+    g = np.arange(0, len(bounds) - 1, mask)
+    return int(np.max(bounds[np.minimum(g + mask, len(bounds) - 1)] - bounds[g]))
+
+
+# ---------------------------------------------------------------- all-reduce
+
+
+def _ar_ring(c: _Cost, n: int, item: int) -> float:
+    p = c.place.p
+    if p == 1:
+        return 0.0
+    block = -(-n // p)
+    pat = _ring_pattern(c.place)
+    seg = registry.RING_SEGMENT_BYTES // item if registry.RING_SEGMENT_BYTES else 0
+    if seg <= 0 or block <= seg:
+        return (p - 1) * (c.step(block * item, pat, True) + c.step(block * item, pat, False))
+    k = -(-block // seg)
+    piece = c.msg(seg * item, pat)
+    return (p - 1) * (2 * c.o + k * (2 * piece + c.red(seg * item)))
+
+
+def _fold_rounds(c: _Cost, nbytes_in: float, nbytes_out: float, reduce: bool) -> float:
+    if c.place.p == pow2_below(c.place.p):
+        return 0.0
+    pat = _fold_pattern(c.place)
+    return c.step(nbytes_in, pat, reduce, False) + c.step(nbytes_out, pat, False, False)
+
+
+def _ar_recursive_doubling(c: _Cost, n: int, item: int) -> float:
+    p2 = pow2_below(c.place.p)
+    t = _fold_rounds(c, n * item, n * item, True)
+    mask = 1
+    while mask < p2:
+        t += c.step(n * item, _xor_pattern(c.place, mask), True)
+        mask <<= 1
+    return t
+
+
+def _halving_doubling(c: _Cost, bounds: np.ndarray, item: int) -> tuple[float, float]:
+    """Recursive halving (reducing) and doubling over survivor block ``bounds``."""
+    p2 = len(bounds) - 1
+    down = up = 0.0
+    mask = p2 // 2
+    while mask >= 1:
+        b = _max_range(bounds, mask) * item
+        pat = _xor_pattern(c.place, mask)
+        down += c.step(b, pat, True)
+        up += c.step(b, pat, False)
+        mask //= 2
+    return down, up
+
+
+def _ar_rabenseifner(c: _Cost, n: int, item: int) -> float:
+    p2 = pow2_below(c.place.p)
+    down, up = _halving_doubling(c, np.array(partition(n, p2)), item)
+    return _fold_rounds(c, n * item, n * item, True) + down + up
+
+
+def _fan(c: _Cost, nbytes: float, flows: int = 1, duplex: bool = False) -> float:
+    """One rank moving a message of ``nbytes`` with every other rank, one after another.
+
+    ``flows`` ranks of a node talk off the node at once (they share its
+    port); ``duplex``: the rank sends as much as it receives meanwhile.
+    """
+    place = c.place
+    local = min(place.rpn, place.p) - 1
+    t = local * c.prof.link(False, duplex)(nbytes)
+    if place.p - 1 > local:
+        t += (place.p - 1 - local) * c.prof.link(True, duplex)(nbytes, flows)
+    return t
+
+
+def _ar_naive_ps(c: _Cost, n: int, item: int) -> float:
+    p = c.place.p
+    if p == 1:
+        return 0.0
+    b = n * item
+    fan = _fan(c, b)  # the root only receives, then only sends
+    return 2 * c.o + fan + (p - 1) * c.red(b) + fan
+
+
+def _ar_sharded_ps(c: _Cost, n: int, item: int) -> float:
+    p = c.place.p
+    if p == 1:
+        return 0.0
+    b = -(-n // p) * item
+    fan = _fan(c, b, c.place.rpn, duplex=True)  # every rank sends and receives, all at once
+    return 2 * c.o + fan + (p - 1) * c.red(b) + fan
+
+
+@lru_cache(maxsize=256)
+def _tree_tables(p: int, rpn: int):
+    """Per tree ``(kids padded with -1, has_parent, height, depth, top)``, and the link pattern."""
+    tabs = []
+    crossing_per_node = np.zeros(-(-p // rpn), int)
+    any_intra = any_inter = False
+    for tree in trees(p):
+        height, depth, root = _shape(tree)
+        kids = np.full((p, 2), -1)
+        for r, (parent, ks) in enumerate(tree):
+            kids[r, : len(ks)] = ks
+            if parent >= 0:
+                if parent // rpn != r // rpn:
+                    any_inter = True
+                    crossing_per_node[r // rpn] += 1
+                else:
+                    any_intra = True
+        has_parent = np.array([tree[r][0] >= 0 for r in range(p)])
+        tabs.append((kids, has_parent, np.array(height), np.array(depth), height[root]))
+    return tabs, (any_intra, any_inter, int(crossing_per_node.max()) if any_inter else 0)
+
+
+def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
+    """Walks the ``C + 2H - 1`` global rounds, counting each rank's messages per round.
+
+    Chunk ``c`` leaves a node of height ``h`` upwards in round ``c + h`` and
+    goes down from depth ``d`` in round ``c + H + d`` (see
+    :mod:`collectives.double_binary_tree`); a rank's round costs its
+    receives (and reductions) or its sends, whichever is longer.
+    """
+    p = c.place.p
+    if p == 1:
+        return 0.0
+    tabs, pattern = _tree_tables(*c.place.key())
+    halves = partition(n, 2)
+    sizes = [halves[1] - halves[0], halves[2] - halves[1]]
+    chunk = registry.TREE_CHUNK_BYTES // item if registry.TREE_CHUNK_BYTES > 0 else 0
+    steps = [min(max(chunk, 1), sz) if chunk > 0 else sz for sz in sizes]
+    counts = [-(-sz // st) if sz else 0 for sz, st in zip(sizes, steps)]
+    rounds = max(cnt + 2 * tab[4] - 1 for cnt, tab in zip(counts, tabs) if cnt)
+    s = np.arange(rounds)[:, None]  # rounds x ranks
+    recv = np.zeros((rounds, p))  # seconds of arriving messages (and their reductions)
+    send = np.zeros((rounds, p))
+    busy = np.zeros((rounds, p))  # messages a rank has in a round
+    one = np.ones(2)
+    for (kids, has_parent, height, depth, top), cnt, st, sz in zip(tabs, counts, steps, sizes):
+        if not cnt:
+            continue
+        last = sz - (cnt - 1) * st  # the last chunk is shorter
+        lm = np.array([c.msg(st * item, pattern), c.msg(last * item, pattern)])
+        rm = np.array([c.red(st * item), c.red(last * item)])
+
+        def cost(start, table):
+            """Seconds of the chunk a node handles in each round, by chunk index ``s - start``."""
+            idx = s - start
+            return np.where((idx >= 0) & (idx < cnt - 1), table[0], 0.0) + np.where(idx == cnt - 1, table[1], 0.0)
+
+        for j in range(2):
+            k = kids[:, j]
+            has = k >= 0
+            kh = height[np.where(has, k, 0)]
+            recv += has * (cost(kh, lm) + cost(kh, rm))  # up from a child, reduced
+            send += has * cost(top + depth, lm)  # down to a child
+            busy += has * (cost(kh, one) + cost(top + depth, one))
+        send += has_parent * cost(height, lm)  # up to the parent
+        recv += has_parent * cost(top + depth - 1, lm)  # down from the parent
+        busy += has_parent * (cost(height, one) + cost(top + depth - 1, one))
+    worst = np.where(busy > 0, c.o + np.maximum(recv, send), 0.0)
+    return float(worst.max(axis=1).sum())
+
+
+# ---------------------------------------------------------------- other families
+
+
+def _ag_ring(c: _Cost, m: int, item: int) -> float:
+    p = c.place.p
+    return (p - 1) * c.step(m * item, _ring_pattern(c.place), False)
+
+
+def _ag_recursive_doubling(c: _Cost, m: int, item: int) -> float:
+    p = c.place.p
+    p2 = pow2_below(p)
+    bounds = np.array([f * m for f in first_ranks(p)])
+    t = _fold_rounds(c, m * item, p * m * item, False)
+    mask = 1
+    while mask < p2:
+        t += c.step(_max_range(bounds, mask) * item, _xor_pattern(c.place, mask), False)
+        mask <<= 1
+    return t
+
+
+def _ag_bruck(c: _Cost, m: int, item: int) -> float:
+    p = c.place.p
+    r = np.arange(p)
+    t = c.copy(m * item) + c.copy(p * m * item)  # into the rotated buffer, and back
+    d = 1
+    while d < p:
+        t += c.step(min(d, p - d) * m * item, _pattern(c.place, r, (r - d) % p), False)
+        d *= 2
+    return t
+
+
+def _rs_ring(c: _Cost, n: int, item: int) -> float:
+    p = c.place.p
+    block = -(-n // p)
+    return (p - 1) * c.step(block * item, _ring_pattern(c.place), True)
+
+
+def _rs_recursive_halving(c: _Cost, n: int, item: int) -> float:
+    p = c.place.p
+    offsets = partition(n, p)
+    first = first_ranks(p)
+    bounds = np.array([offsets[first[i]] for i in range(pow2_below(p) + 1)])
+    down, _ = _halving_doubling(c, bounds, item)
+    return _fold_rounds(c, n * item, -(-n // p) * item, True) + down
+
+
+def _bc_binomial(c: _Cost, n: int, item: int, root: int = 0) -> float:
+    p = c.place.p
+    t, mask = 0.0, 1
+    while mask < p:
+        v = np.arange(min(mask, p - mask))
+        t += c.step(n * item, _pattern(c.place, (v + root) % p, (v + mask + root) % p), False, False)
+        mask <<= 1
+    return t
+
+
+def _bc_scatter_allgather(c: _Cost, n: int, item: int, root: int = 0) -> float:
+    p = c.place.p
+    off = np.array(partition(n, p))
+    top = 1 << max(p - 1, 0).bit_length()
+    t, mask = 0.0, top >> 1
+    while mask >= 1:
+        v = np.arange(0, p, 2 * mask)
+        v = v[v + mask < p]
+        if len(v):
+            b = int(np.max(off[np.minimum(v + 2 * mask, p)] - off[v + mask])) * item
+            t += c.step(b, _pattern(c.place, (v + root) % p, (v + mask + root) % p), False, False)
+        mask >>= 1
+    r = np.arange(p)
+    return t + (p - 1) * c.step(-(-n // p) * item, _pattern(c.place, r, (r + 1) % p), False)
+
+
+_MODELS = {
+    "allreduce": {
+        "naive_ps": _ar_naive_ps,
+        "sharded_ps": _ar_sharded_ps,
+        "ring": _ar_ring,
+        "recursive_doubling": _ar_recursive_doubling,
+        "rabenseifner": _ar_rabenseifner,
+        "double_binary_tree": _ar_double_binary_tree,
+    },
+    "allgather": {
+        "ring": _ag_ring,
+        "recursive_doubling": _ag_recursive_doubling,
+        "bruck": _ag_bruck,
+    },
+    "reduce_scatter": {
+        "ring": _rs_ring,
+        "recursive_halving": _rs_recursive_halving,
+    },
+    "broadcast": {
+        "binomial": _bc_binomial,
+        "scatter_allgather": _bc_scatter_allgather,
+    },
+}
+
+
+def predictable(family: str) -> tuple[str, ...]:
+    """The algorithms of ``family`` that the model predicts (all but ``mpi`` and ``auto``)."""
+    return tuple(_MODELS[family])
+
+
+def predict(
+    family: str,
+    algorithm: str,
+    nbytes: int,
+    p: int,
+    profile: Profile,
+    *,
+    ranks_per_node: int | None = None,
+    itemsize: int = 4,
+    in_place: bool = False,
+) -> float:
+    """Predicted seconds of one call, as ``collectives.bench`` times it.
+
+    Parameters
+    ----------
+    family : {"allreduce", "allgather", "reduce_scatter", "broadcast"}
+    algorithm : str
+        A name from :func:`predictable`.
+    nbytes : int
+        The size ``auto`` and the bench use: the full vector for all-reduce,
+        reduce-scatter and broadcast; ``P * m`` elements' bytes for all-gather.
+    p : int
+        Ranks.
+    profile : Profile
+        Measured costs; ``Profile.hockney(alpha, beta, gamma)`` gives the
+        plain textbook model.
+    ranks_per_node : int, optional
+        Consecutive ranks per node (default: all on one node).
+    itemsize : int
+        Bytes per element (block boundaries are whole elements).
+    in_place : bool
+        All-reduce only: skip the copy of the send buffer into the result.
+
+    Returns
+    -------
+    float
+        Seconds.
+    """
+    try:
+        model = _MODELS[family][algorithm]
+    except KeyError:
+        raise KeyError(f"no model for {family} {algorithm!r}; have {predictable(family)}") from None
+    c = _Cost(profile, Placement(p, ranks_per_node))
+    n = nbytes // itemsize
+    if n == 0:
+        return 0.0
+    if p == 1 and family != "allgather":
+        return profile.call_overhead + (0.0 if in_place or family != "allreduce" else c.copy(nbytes))
+    if family == "allreduce":
+        body = model(c, n, itemsize) + (0.0 if in_place else c.copy(n * itemsize))
+    elif family == "allgather":
+        m = max(n // p, 1)
+        body = c.copy(m * itemsize) + model(c, m, itemsize)
+    elif family == "reduce_scatter":
+        body = c.copy(n * itemsize) + model(c, n, itemsize) + c.copy(-(-n // p) * itemsize)
+    else:
+        body = model(c, n, itemsize)
+    return profile.call_overhead + body
+
+
+def best(
+    family: str, nbytes: int, p: int, profile: Profile, *, ranks_per_node: int | None = None,
+    itemsize: int = 4,
+) -> tuple[str, float]:
+    """The algorithm with the least predicted time, and that time (ties: registry order)."""
+    times = {
+        a: predict(family, a, nbytes, p, profile, ranks_per_node=ranks_per_node, itemsize=itemsize)
+        for a in predictable(family)
+    }
+    name = min(times, key=lambda a: (times[a], predictable(family).index(a)))
+    return name, times[name]
+
+
+def hockney_terms(family: str, algorithm: str, p: int) -> tuple[float, float, float]:
+    """Coefficients ``(a, b, g)`` of ``a*alpha + b*n*beta + g*n*gamma`` for a power-of-two P.
+
+    The textbook formulas of ../shared/DESIGN.md, kept for the README and
+    tests: :func:`predict` with ``Profile.hockney`` and in-place all-reduce
+    reproduces them for power-of-two P with divisible n.
+    """
+    lg = math.log2(p)
+    f = (p - 1) / p
+    table = {
+        ("allreduce", "naive_ps"): (2 * (p - 1), 2 * (p - 1), p - 1),
+        ("allreduce", "sharded_ps"): (2 * (p - 1), 2 * f, f),
+        ("allreduce", "ring"): (2 * (p - 1), 2 * f, f),
+        ("allreduce", "recursive_doubling"): (lg, lg, lg),
+        ("allreduce", "rabenseifner"): (2 * lg, 2 * f, f),
+        ("allgather", "ring"): (p - 1, f, 0),
+        ("allgather", "recursive_doubling"): (lg, f, 0),
+        ("reduce_scatter", "ring"): (p - 1, f, f),
+        ("reduce_scatter", "recursive_halving"): (lg, f, f),
+        ("broadcast", "binomial"): (lg, lg, 0),
+    }
+    return table[(family, algorithm)]

@@ -1,0 +1,200 @@
+"""Piecewise Hockney fits: ``T(n) = a + b*n`` on consecutive ranges of ``n``.
+
+One idea, used three times by :mod:`collectives.alphabeta`: a message's
+time over the network (``a`` = latency alpha, ``b`` = seconds per byte beta),
+our reduce kernel's time (``b`` = gamma) and a memory copy.  Where the cost
+changes regime (eager -> rendezvous in MPI, a cache level running out for
+the kernels) one straight line fits badly, so :func:`fit` detects the
+breakpoints: it finds the best split of the sorted sizes into 1..``max_segments``
+contiguous ranges by dynamic programming (segmented least squares) and keeps
+the fewest segments that the Akaike criterion supports.
+
+Residuals are *relative* (weights ``1/T**2``): a prediction off by 10 % is
+equally bad at 4 bytes and at 64 MiB, and the small sizes are not drowned
+by the large ones.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Sequence
+
+import numpy as np
+
+__all__ = ["Segment", "Piecewise", "fit", "fit_line"]
+
+#: rms relative residual treated as a perfect fit when choosing the number of segments
+NOISE_FLOOR = 1e-3
+
+
+@dataclass(frozen=True)
+class Segment:
+    """``T(n) = alpha + beta * n`` for ``lo <= n < hi`` bytes (seconds, seconds/byte)."""
+
+    lo: float
+    hi: float
+    alpha: float
+    beta: float
+
+    def time(self, n: float, flows: float = 1.0) -> float:
+        """Seconds for ``n`` bytes; ``flows`` messages sharing the link pay ``beta`` each."""
+        return self.alpha + flows * self.beta * n
+
+
+@dataclass(frozen=True)
+class Piecewise:
+    """A fitted piecewise-linear cost, with its fit quality.
+
+    Attributes
+    ----------
+    segments : tuple of Segment
+        Cover ``[0, inf)`` in order; ``segments[i].hi == segments[i+1].lo``.
+    r2 : float
+        Coefficient of determination of the fit on the measured times.
+    max_rel_residual : float
+        Largest ``|fitted - measured| / measured`` over the measured points.
+    """
+
+    segments: tuple[Segment, ...]
+    r2: float = 1.0
+    max_rel_residual: float = 0.0
+
+    @classmethod
+    def line(cls, alpha: float, beta: float) -> "Piecewise":
+        """One segment: the plain Hockney model."""
+        return cls((Segment(0.0, math.inf, float(alpha), float(beta)),))
+
+    def segment(self, n: float) -> Segment:
+        """The segment whose range holds ``n`` bytes."""
+        for s in self.segments:
+            if n < s.hi:
+                return s
+        return self.segments[-1]
+
+    def __call__(self, n: float, flows: float = 1.0) -> float:
+        """Predicted seconds for ``n`` bytes (see :meth:`Segment.time`)."""
+        return self.segment(n).time(n, flows)
+
+    @property
+    def alpha(self) -> float:
+        """Latency: the intercept of the small-size segment, seconds."""
+        return self.segments[0].alpha
+
+    @property
+    def beta(self) -> float:
+        """Asymptotic cost per byte: the slope of the large-size segment, seconds/byte."""
+        return self.segments[-1].beta
+
+    def to_dict(self) -> dict:
+        return {
+            "segments": [
+                {**asdict(s), "hi": None if math.isinf(s.hi) else s.hi} for s in self.segments
+            ],
+            "r2": self.r2,
+            "max_rel_residual": self.max_rel_residual,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Piecewise":
+        segs = tuple(
+            Segment(float(s["lo"]), math.inf if s["hi"] is None else float(s["hi"]),
+                    float(s["alpha"]), float(s["beta"]))
+            for s in d["segments"]
+        )
+        if not segs:
+            raise ValueError("a piecewise cost needs at least one segment")
+        return cls(segs, float(d.get("r2", 1.0)), float(d.get("max_rel_residual", 0.0)))
+
+
+def fit_line(n: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
+    """Weighted least squares of ``t = a + b n`` with weights ``1/t**2``.
+
+    Returns ``(a, b, sse)`` where ``sse`` is the sum of squared relative
+    residuals.  ``a`` and ``b`` are clamped at 0 (a negative latency or
+    bandwidth cost is noise, not physics) and the other is refitted.
+    """
+    n = np.asarray(n, float)
+    t = np.asarray(t, float)
+    w = 1.0 / t
+    A = np.stack([w, n * w], axis=1)
+    y = t * w  # == 1
+    if len(t) == 1 or np.ptp(n) == 0:
+        a, b = float(np.median(t)), 0.0
+    else:
+        (a, b), *_ = np.linalg.lstsq(A, y, rcond=None)
+        if b < 0:
+            a, b = float(np.sum(w * w * t) / np.sum(w * w)), 0.0
+        elif a < 0:
+            a, b = 0.0, float(np.sum(w * w * n * t) / np.sum(w * w * n * n))
+    rel = (a + b * n - t) / t
+    return float(a), float(b), float(np.sum(rel * rel))
+
+
+def fit(
+    n: Sequence[float], t: Sequence[float], max_segments: int = 4, min_points: int = 3
+) -> Piecewise:
+    """Fit a piecewise Hockney model to measured ``(bytes, seconds)`` points.
+
+    Parameters
+    ----------
+    n, t : sequences of float
+        Sizes in bytes and times in seconds (positive); sorted here.
+    max_segments : int
+        Upper bound on the number of regimes.
+    min_points : int
+        Fewest points a segment may hold.
+
+    Returns
+    -------
+    Piecewise
+        Breakpoints sit halfway (geometrically) between the last size of one
+        segment and the first of the next.
+    """
+    order = np.argsort(np.asarray(n, float), kind="stable")
+    n = np.asarray(n, float)[order]
+    t = np.asarray(t, float)[order]
+    if len(n) == 0 or np.any(t <= 0):
+        raise ValueError("fit needs at least one point and positive times")
+    m = len(n)
+    max_segments = max(1, min(max_segments, m // max(min_points, 1)))
+    # cost[i][j]: sse of one line over points i..j-1
+    cost = np.full((m + 1, m + 1), np.inf)
+    for i in range(m):
+        for j in range(i + min_points, m + 1):
+            cost[i, j] = fit_line(n[i:j], t[i:j])[2]
+    # best[k][j]: least sse of k segments over points 0..j-1
+    best = np.full((max_segments + 1, m + 1), np.inf)
+    cut = np.zeros((max_segments + 1, m + 1), int)
+    best[0, 0] = 0.0
+    for k in range(1, max_segments + 1):
+        for j in range(1, m + 1):
+            cand = best[k - 1, :j] + cost[:j, j]
+            i = int(np.argmin(cand))
+            best[k, j], cut[k, j] = cand[i], i
+    # relative residuals below 0.1 % rms are below any timer's noise: no reason to split further
+    floor = m * NOISE_FLOOR**2
+    aic = [
+        m * math.log(max(best[k, m], floor) / m) + 2 * (3 * k - 1)
+        if np.isfinite(best[k, m])
+        else np.inf
+        for k in range(1, max_segments + 1)
+    ]
+    k = int(np.argmin(aic)) + 1
+    bounds = [m]
+    for kk in range(k, 0, -1):
+        bounds.append(cut[kk, bounds[-1]])
+    bounds = bounds[::-1]  # 0 = b0 < b1 < ... < bk = m
+    segs = []
+    for s in range(k):
+        i, j = bounds[s], bounds[s + 1]
+        a, b, _ = fit_line(n[i:j], t[i:j])
+        lo = 0.0 if s == 0 else math.sqrt(max(n[i - 1], 1.0) * max(n[i], 1.0))
+        hi = math.inf if s == k - 1 else math.sqrt(max(n[j - 1], 1.0) * max(n[j], 1.0))
+        segs.append(Segment(lo, hi, a, b))
+    model = Piecewise(tuple(segs))
+    pred = np.array([model(x) for x in n])
+    rel = np.abs(pred - t) / t
+    ss_tot = float(np.sum((t - t.mean()) ** 2))
+    r2 = 1.0 - float(np.sum((pred - t) ** 2)) / ss_tot if ss_tot > 0 else 1.0
+    return Piecewise(model.segments, r2, float(rel.max()))

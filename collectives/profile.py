@@ -1,0 +1,187 @@
+"""A machine profile: the measured costs that :mod:`collectives.cost_model` predicts from.
+
+Written by ``python -m collectives.alphabeta --json PATH`` (or ``--save``),
+read by ``algorithm="auto"``.  Where ``auto`` looks, first match wins:
+
+1. the file named by the environment variable ``COLLECTIVES_PROFILE``;
+2. ``$XDG_CACHE_HOME/collectives/profile.json`` (``~/.cache/...`` when
+   ``XDG_CACHE_HOME`` is unset), the default path ``--save`` writes.
+
+With neither, ``auto`` uses its built-in size rule.  ``COLLECTIVES_PROFILE=""``
+(set but empty) switches profiles off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+from functools import lru_cache
+
+from .hockney import Piecewise
+
+__all__ = ["Profile", "default_path", "load", "active", "ENV"]
+
+ENV = "COLLECTIVES_PROFILE"
+VERSION = 1
+
+
+@dataclass(frozen=True)
+class Profile:
+    """Measured costs of one machine (or cluster), all in seconds and bytes.
+
+    Attributes
+    ----------
+    intra : Piecewise
+        Point-to-point message time between two ranks of one node (alpha, beta).
+    inter : Piecewise or None
+        The same between ranks on different nodes; ``None`` when only one node
+        was measured (the cost model then uses ``intra`` for every link).
+    reduce : Piecewise
+        Time of our reduce kernel (sum, float32) over ``n`` bytes: slope gamma.
+    copy : Piecewise
+        Time of a local memory copy of ``n`` bytes (the API's send-to-receive copy).
+    intra_exchange, inter_exchange : Piecewise or None
+        Time for ``n`` bytes each way when both ranks of a pair send and
+        receive at once (``Sendrecv``), as in most rounds of our collectives.
+        On shared memory the two copies compete for memory bandwidth, so
+        this can be well above the ping-pong time.  ``None``: use the one-way cost.
+    call_overhead : float
+        Software time per collective call outside the rounds (validation, dispatch).
+    round_overhead : float
+        Software time per round of the engine, beyond the network latency.
+    meta : dict
+        Where and how it was measured (hosts, MPI, ranks, date).
+    """
+
+    intra: Piecewise
+    reduce: Piecewise
+    copy: Piecewise
+    inter: Piecewise | None = None
+    intra_exchange: Piecewise | None = None
+    inter_exchange: Piecewise | None = None
+    call_overhead: float = 0.0
+    round_overhead: float = 0.0
+    meta: dict = field(default_factory=dict, compare=False)
+
+    def link(self, inter: bool, exchange: bool = False) -> Piecewise:
+        """Message cost on an intra-node (``inter=False``) or inter-node link.
+
+        ``exchange``: both ends send and receive at once.  Missing measurements
+        fall back: inter-node to intra-node, exchange to one-way.
+        """
+        if exchange:
+            x = self.inter_exchange if inter and self.inter is not None else self.intra_exchange
+            if x is not None:
+                return x
+        return self.inter if inter and self.inter is not None else self.intra
+
+    @classmethod
+    def hockney(cls, alpha: float, beta: float, gamma: float = 0.0, *, inter=None,
+                copy: float = 0.0) -> "Profile":
+        """A textbook profile: one ``(alpha, beta)`` link, ``gamma`` per reduced byte.
+
+        ``inter`` is an optional ``(alpha, beta)`` pair for links between nodes.
+        No software overheads, no copy cost unless given (seconds per byte).
+        """
+        return cls(
+            intra=Piecewise.line(alpha, beta),
+            inter=None if inter is None else Piecewise.line(*inter),
+            reduce=Piecewise.line(0.0, gamma),
+            copy=Piecewise.line(0.0, copy),
+        )
+
+    def to_dict(self) -> dict:
+        return {
+            "version": VERSION,
+            "intra": self.intra.to_dict(),
+            "inter": None if self.inter is None else self.inter.to_dict(),
+            "intra_exchange": None if self.intra_exchange is None else self.intra_exchange.to_dict(),
+            "inter_exchange": None if self.inter_exchange is None else self.inter_exchange.to_dict(),
+            "reduce": self.reduce.to_dict(),
+            "copy": self.copy.to_dict(),
+            "call_overhead": self.call_overhead,
+            "round_overhead": self.round_overhead,
+            "meta": self.meta,
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "Profile":
+        if d.get("version") != VERSION:
+            raise ValueError(f"profile version {d.get('version')!r}, expected {VERSION}")
+        return cls(
+            intra=Piecewise.from_dict(d["intra"]),
+            inter=None if d.get("inter") is None else Piecewise.from_dict(d["inter"]),
+            intra_exchange=None if d.get("intra_exchange") is None else Piecewise.from_dict(d["intra_exchange"]),
+            inter_exchange=None if d.get("inter_exchange") is None else Piecewise.from_dict(d["inter_exchange"]),
+            reduce=Piecewise.from_dict(d["reduce"]),
+            copy=Piecewise.from_dict(d["copy"]),
+            call_overhead=float(d.get("call_overhead", 0.0)),
+            round_overhead=float(d.get("round_overhead", 0.0)),
+            meta=dict(d.get("meta", {})),
+        )
+
+    def fingerprint(self) -> str:
+        """A short hash of the numbers (not the metadata): equal on ranks that loaded the same."""
+        body = {k: v for k, v in self.to_dict().items() if k != "meta"}
+        return hashlib.sha1(json.dumps(body, sort_keys=True).encode()).hexdigest()[:16]
+
+    def save(self, path: str) -> None:
+        """Write as JSON, atomically (a temporary file renamed into place)."""
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+        tmp = f"{path}.tmp{os.getpid()}"
+        with open(tmp, "w") as f:
+            json.dump(self.to_dict(), f, indent=1)
+        os.replace(tmp, path)
+
+
+def default_path() -> str:
+    """``$XDG_CACHE_HOME/collectives/profile.json``, or under ``~/.cache``."""
+    base = os.environ.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return os.path.join(base, "collectives", "profile.json")
+
+
+def load(path: str) -> Profile:
+    """Read a profile written by ``collectives.alphabeta`` (``--save``, or ``--json``'s file).
+
+    Raises
+    ------
+    ValueError
+        If the file is not a profile of this version.
+    """
+    with open(path) as f:
+        try:
+            data = json.load(f)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{path} is not a profile: {e}") from None
+    if isinstance(data, dict) and "version" not in data and "profile" in data:
+        data = data["profile"]  # the --json output of collectives.alphabeta
+    try:
+        return Profile.from_dict(data)
+    except (KeyError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} is not a profile: {e!r}") from None
+
+
+@lru_cache(maxsize=None)
+def _load_cached(path: str, mtime: float) -> Profile:
+    return load(path)
+
+
+def active() -> tuple[Profile | None, str]:
+    """The profile ``auto`` uses now and where it came from (``""`` when none).
+
+    A named but unreadable profile raises ``ValueError``: silently falling
+    back would hide a typo in ``COLLECTIVES_PROFILE``.
+    """
+    path = os.environ.get(ENV)
+    if path is not None:
+        if path == "":
+            return None, ""
+        if not os.path.exists(path):
+            raise ValueError(f"{ENV}={path!r}: no such file")
+    else:
+        path = default_path()
+        if not os.path.exists(path):
+            return None, ""
+    return _load_cached(path, os.path.getmtime(path)), path

@@ -1,0 +1,121 @@
+"""The alpha-beta CLI end to end on real MPI, and auto from a profile on every rank (no timing asserted)."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import h5py
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+import collectives
+from collectives import alphabeta, auto, cost_model
+from collectives.profile import Profile, load
+from conftest import world
+
+pytestmark = pytest.mark.mpi(min_size=1)
+
+
+def _shared_dir(tmp_path_factory):
+    comm = world()
+    return comm.bcast(str(tmp_path_factory.mktemp("ab")) if comm.Get_rank() == 0 else None)
+
+
+def test_measure_fit_predict_and_write_everything(tmp_path_factory):
+    comm = world()
+    d = _shared_dir(tmp_path_factory)
+    js, h5, png = f"{d}/ab.json", f"{d}/ab.h5", f"{d}/ab.png"
+    try:
+        rc = alphabeta.main(["--max-bytes", "64K", "--budget", "0.002", "--max-pairs", "3",
+                             "--predict", "--predict-max-bytes", "16K", "--bench-budget", "0.002",
+                             "--json", js, "--output", h5, "--plot", png])
+    finally:
+        auto.set_profile()
+    assert rc == 0
+    comm.Barrier()
+    if comm.Get_rank() != 0:
+        return
+    with open(js) as f:
+        doc = json.load(f)
+    prof = load(js)
+    assert prof.meta["ranks"] == comm.Get_size()
+    if comm.Get_size() > 1:
+        assert prof.intra.alpha > 0 and prof.intra.beta > 0
+        assert prof.intra_exchange is not None
+        assert 0 < prof.intra.r2 <= 1
+    assert prof.reduce.beta > 0 and prof.copy.beta > 0
+    recs = doc["predictions"]
+    assert {r["algorithm"] for r in recs} == set(collectives.ALGORITHMS["allreduce"])
+    for r in recs:
+        if r["algorithm"] in cost_model.predictable("allreduce"):
+            assert r["predicted_us"] > 0 and np.isfinite(r["rel_error"])
+        if r["algorithm"] == "auto":
+            assert r["auto_choice"] in cost_model.predictable("allreduce")
+    with h5py.File(h5) as f:
+        assert f["reduce/seconds"].shape[0] == len(f["reduce/bytes"])
+        assert json.loads(f.attrs["profile"])["version"] == 1
+        if comm.Get_size() > 1:
+            assert f["pingpong_intra/median"].shape == f["pingpong_intra/bytes"].shape
+            assert f["exchange_intra/bytes"][0] == 0
+        if comm.Get_size() > 2:
+            a = f["pairs/alpha"][...]
+            assert a.shape == (comm.Get_size(),) * 2 and np.isfinite(a).sum() >= 2
+    with open(png, "rb") as f:
+        assert f.read(8) == b"\x89PNG\r\n\x1a\n"
+
+
+def test_simulate_needs_only_a_profile(tmp_path_factory):
+    comm = world()
+    d = _shared_dir(tmp_path_factory)
+    prof_path, js, png = f"{d}/p.json", f"{d}/sim.json", f"{d}/sim.png"
+    if comm.Get_rank() == 0:
+        Profile.hockney(2e-6, 1e-10, 5e-11, inter=(5e-6, 1e-9)).save(prof_path)
+    comm.Barrier()
+    assert alphabeta.main(["--profile", prof_path, "--simulate", "--sim-ranks", "2,7,64,4096",
+                           "--ranks-per-node", "1,16", "--sim-max-bytes", "1M",
+                           "--json", js, "--plot", png]) == 0
+    if comm.Get_rank() == 0:
+        with open(js) as f:
+            sim = json.load(f)["simulation"]
+        assert len(sim) == 2 * 4 * 19  # ranks-per-node x P x sizes 4 B .. 1 MiB
+        small = [r for r in sim if r["bytes"] == 4 and r["p"] == 4096]
+        assert all(r["winner"] == "recursive_doubling" for r in small)
+        assert os.path.getsize(png) > 1000
+
+
+def test_missing_profile_is_a_clear_error(tmp_path_factory, capsys):
+    assert alphabeta.main(["--profile", "/nonexistent/profile.json"]) == 2
+
+
+@pytest.mark.parametrize("nbytes", [4, 4096, 1 << 20])
+def test_auto_from_a_profile_runs_the_predicted_algorithm(nbytes, tmp_path_factory):
+    comm = world()
+    p = comm.Get_size()
+    prof = Profile.hockney(1e-3, 0.0, 0.0)  # latency dear: fewest rounds wins
+    auto.set_profile(prof)
+    try:
+        name = auto.choose("allreduce", nbytes, p, ranks_per_node=p)
+        assert name == cost_model.best("allreduce", nbytes, p, prof, ranks_per_node=p)[0]
+        x = np.arange(nbytes // 4, dtype=np.float32) + comm.Get_rank()
+        y = collectives.allreduce(x, algorithm="auto")
+        ref = np.empty_like(x)
+        comm.Allreduce(x, ref)
+        np.testing.assert_allclose(y, ref, rtol=1e-6)
+    finally:
+        auto.set_profile()
+
+
+def test_ranks_with_different_profiles_are_refused_on_every_rank():
+    comm = world()
+    if comm.Get_size() < 2:
+        pytest.skip("needs two ranks to disagree")
+    auto.set_profile(Profile.hockney(1e-6 * (1 + comm.Get_rank()), 1e-10, 0.0))
+    fresh = comm.Dup()
+    try:
+        with pytest.raises(collectives.CollectiveError, match="different cost profiles"):
+            collectives.allreduce(np.ones(4, np.float32), comm=fresh)
+    finally:
+        auto.set_profile()
+        fresh.Free()

@@ -1,0 +1,215 @@
+"""The cost model against the real schedules, the textbook formulas, and its own rules (no MPI)."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from collectives import (
+    binomial,
+    bruck,
+    cost_model,
+    double_binary_tree,
+    naive_ps,
+    rabenseifner,
+    recursive_doubling,
+    registry,
+    ring,
+    scatter_allgather,
+    sharded_ps,
+)
+from collectives.hockney import Piecewise
+from collectives.profile import Profile
+from collectives.schedule import partition
+
+ALPHA, BETA, GAMMA, O = 3e-6, 1e-9, 4e-10, 5e-6
+ITEM = 4
+
+
+def _profile(o=O, alpha=ALPHA, beta=BETA, gamma=GAMMA):
+    import dataclasses
+
+    return dataclasses.replace(Profile.hockney(alpha, beta, gamma), round_overhead=o)
+
+
+def _schedules(family, alg, p, n):
+    """Every rank's rounds, built by the algorithm modules themselves."""
+    if family == "allreduce":
+        chunk = registry.TREE_CHUNK_BYTES // ITEM
+        fn = {
+            "naive_ps": lambda r: naive_ps.allreduce_rounds(r, p, n),
+            "sharded_ps": lambda r: sharded_ps.allreduce_rounds(r, p, n),
+            "ring": lambda r: ring.allreduce_rounds(r, p, n, 0),
+            "recursive_doubling": lambda r: recursive_doubling.allreduce_rounds(r, p, n),
+            "rabenseifner": lambda r: rabenseifner.allreduce_rounds(r, p, n),
+            "double_binary_tree": lambda r: double_binary_tree.allreduce_rounds(r, p, n, chunk),
+        }[alg]
+    elif family == "allgather":
+        m = max(n // p, 1)
+        off = tuple(range(0, (p + 1) * m, m))
+        fn = {
+            "ring": lambda r: ring.allgather_rounds(r, p, off),
+            "recursive_doubling": lambda r: recursive_doubling.allgather_rounds(r, p, off),
+            "bruck": lambda r: bruck.allgather_rounds(r, p, off),
+        }[alg]
+    elif family == "reduce_scatter":
+        off = partition(n, p)
+        fn = {
+            "ring": lambda r: ring.reduce_scatter_rounds(r, p, off),
+            "recursive_halving": lambda r: rabenseifner.reduce_scatter_rounds(r, p, off),
+        }[alg]
+    else:
+        fn = {
+            "binomial": lambda r: binomial.broadcast_rounds(r, p, n, 0),
+            "scatter_allgather": lambda r: scatter_allgather.broadcast_rounds(r, p, n, 0),
+        }[alg]
+    return [fn(r) for r in range(p)]
+
+
+def replay(schedules, o=O, alpha=ALPHA, beta=BETA, gamma=GAMMA):
+    """Bulk-synchronous replay with the model's rules, straight from the schedule objects.
+
+    A rank's round: ``o`` plus the longer of (its receives one after another,
+    each ``alpha + beta*b``, plus ``gamma*b`` per reduced piece) and (its
+    sends one after another).  A round costs its busiest rank; empty
+    messages and rounds cost nothing.
+    """
+    total = 0.0
+    for t in range(max((len(s) for s in schedules), default=0)):
+        worst = 0.0
+        for rounds in schedules:
+            if t >= len(rounds):
+                continue
+            recvs = [v for v in rounds[t].recvs if v.count]
+            sends = [s for s in rounds[t].sends if s.count]
+            if not recvs and not sends:
+                continue
+            rt = sum(alpha + beta * v.count * ITEM + (gamma * v.count * ITEM if v.reduce else 0) for v in recvs)
+            st = sum(alpha + beta * s.count * ITEM for s in sends)
+            worst = max(worst, o + max(rt, st))
+        total += worst
+    return total
+
+
+CASES = [(f, a) for f in ("allreduce", "allgather", "reduce_scatter", "broadcast")
+         for a in cost_model.predictable(f)]
+
+
+@pytest.mark.parametrize("family,alg", CASES)
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
+@pytest.mark.parametrize("n", [1, 7, 1000, 1 << 18, (1 << 18) + 13])
+def test_model_equals_replay_of_the_real_schedule(family, alg, p, n):
+    """Round counts, message sizes, fold rounds, fan-in and tree pipelining all come out of the schedules."""
+    if family == "allgather":
+        n = max(n // p, 1) * p
+    want = replay(_schedules(family, alg, p, n))
+    got = cost_model.predict(family, alg, n * ITEM, p, _profile(), itemsize=ITEM, in_place=True)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+def _in_design_table(family, alg):
+    try:
+        cost_model.hockney_terms(family, alg, 2)
+    except KeyError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("family,alg", [c for c in CASES if _in_design_table(*c)])
+@pytest.mark.parametrize("p", [2, 4, 8, 64, 1024])
+def test_power_of_two_matches_the_design_table(family, alg, p):
+    a, b, g = cost_model.hockney_terms(family, alg, p)
+    n = 1 << 22
+    want = a * ALPHA + b * n * BETA + g * n * GAMMA
+    got = cost_model.predict(family, alg, n, p, _profile(o=0.0), itemsize=ITEM, in_place=True)
+    assert got == pytest.approx(want, rel=1e-9)
+
+
+@pytest.mark.parametrize("p", [3, 5, 6, 7, 12])
+def test_non_power_of_two_pays_two_fold_rounds(p):
+    prof = _profile(o=0.0)
+    n = 1 << 20
+    p2 = 1 << (p.bit_length() - 1)
+    core = cost_model.predict("allreduce", "recursive_doubling", n, p2, prof, in_place=True)
+    got = cost_model.predict("allreduce", "recursive_doubling", n, p, prof, in_place=True)
+    fold = (ALPHA + BETA * n + GAMMA * n) + (ALPHA + BETA * n)
+    assert got == pytest.approx(core + fold, rel=1e-9)
+
+
+def test_tree_rounds_are_chunks_plus_twice_the_height():
+    """With only a per-round cost, the tree's time counts its C + 2H - 1 rounds."""
+    prof = _profile(o=1.0, alpha=0.0, beta=0.0, gamma=0.0)
+    for p in (2, 4, 8, 16, 5, 12):
+        for chunks in (1, 3, 10):
+            n = 2 * chunks * (registry.TREE_CHUNK_BYTES // ITEM)
+            height = max(max(double_binary_tree._shape(t)[0]) for t in double_binary_tree.trees(p))
+            got = cost_model.predict("allreduce", "double_binary_tree", n * ITEM, p, prof, in_place=True)
+            assert got == chunks + 2 * height - 1
+
+
+def test_ring_pays_the_inter_node_link_and_recursive_doubling_shares_the_port():
+    prof = Profile(
+        intra=Piecewise.line(1e-6, 1e-10),
+        inter=Piecewise.line(5e-6, 1e-9),
+        reduce=Piecewise.line(0.0, 0.0),
+        copy=Piecewise.line(0.0, 0.0),
+    )
+    n, p = 1 << 24, 16
+    one = cost_model.predict("allreduce", "ring", n, p, prof, in_place=True)
+    two = cost_model.predict("allreduce", "ring", n, p, prof, ranks_per_node=8, in_place=True)
+    assert one == pytest.approx(2 * (p - 1) * (1e-6 + 1e-10 * n / p))
+    assert two == pytest.approx(2 * (p - 1) * (5e-6 + 1e-9 * n / p))
+    # recursive doubling's last round (distance 8) sends from all 8 ranks of a node at once
+    rd = cost_model.predict("allreduce", "recursive_doubling", n, p, prof, ranks_per_node=8, in_place=True)
+    assert rd == pytest.approx(3 * (1e-6 + 1e-10 * n) + (5e-6 + 8 * 1e-9 * n))
+
+
+def test_exchange_cost_is_used_where_ranks_send_and_receive_at_once():
+    import dataclasses
+
+    base = _profile(o=0.0, gamma=0.0)
+    slow = dataclasses.replace(base, intra_exchange=Piecewise.line(ALPHA, 2 * BETA))
+    n = 1 << 20
+    ring_base = cost_model.predict("allreduce", "ring", n, 2, base, in_place=True)
+    assert cost_model.predict("allreduce", "ring", n, 2, slow, in_place=True) == pytest.approx(
+        ring_base + 2 * BETA * n / 2)
+    # a binomial broadcast only sends or only receives: one-way cost
+    assert cost_model.predict("broadcast", "binomial", n, 4, slow) == pytest.approx(
+        cost_model.predict("broadcast", "binomial", n, 4, base))
+
+
+def test_copy_and_call_overhead_are_charged_once():
+    import dataclasses
+
+    prof = dataclasses.replace(_profile(), call_overhead=7e-6, copy=Piecewise.line(0.0, 2e-10))
+    n = 1 << 20
+    inplace = cost_model.predict("allreduce", "ring", n, 4, prof, in_place=True)
+    out = cost_model.predict("allreduce", "ring", n, 4, prof)
+    assert out - inplace == pytest.approx(2e-10 * n)
+    assert inplace - cost_model.predict("allreduce", "ring", n, 4, _profile(), in_place=True) == pytest.approx(7e-6)
+
+
+def test_best_follows_the_textbook_crossover():
+    """Latency-bound: recursive doubling; bandwidth-bound at large P: ring or Rabenseifner."""
+    prof = _profile(o=0.0, alpha=5e-6, beta=1e-10, gamma=5e-11)
+    assert cost_model.best("allreduce", 8, 64, prof)[0] == "recursive_doubling"
+    assert cost_model.best("allreduce", 1 << 28, 64, prof)[0] in ("ring", "rabenseifner", "sharded_ps")
+    assert cost_model.best("allgather", 1 << 28, 16, prof)[0] in ("ring", "recursive_doubling", "bruck")
+
+
+def test_unknown_algorithm_names_the_known_ones():
+    with pytest.raises(KeyError, match="ring"):
+        cost_model.predict("allreduce", "mpi", 1024, 4, _profile())
+
+
+def test_large_p_is_fast_enough_for_simulation():
+    import time
+
+    prof = _profile()
+    t0 = time.perf_counter()
+    for alg in cost_model.predictable("allreduce"):
+        x = cost_model.predict("allreduce", alg, 64 << 20, 4096, prof, ranks_per_node=32)
+        assert math.isfinite(x) and x > 0
+    assert time.perf_counter() - t0 < 30

@@ -1,0 +1,99 @@
+"""Piecewise Hockney fits and profiles (no MPI)."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from collectives import auto
+from collectives.hockney import Piecewise, fit
+from collectives.profile import ENV, Profile, active, load
+
+
+def _sizes():
+    return np.array([0] + [1 << k for k in range(0, 27)], float)
+
+
+def test_one_line_is_recovered_with_noise(rng):
+    n = _sizes()
+    t = (2e-6 + n / 10e9) * (1 + 0.01 * rng.standard_normal(len(n)))
+    m = fit(n, t)
+    assert len(m.segments) <= 2
+    assert m.alpha == pytest.approx(2e-6, rel=0.05)
+    assert 1 / m.beta == pytest.approx(10e9, rel=0.05)
+    assert m.r2 > 0.99 and m.max_rel_residual < 0.05
+
+
+def test_protocol_switch_is_found_as_a_breakpoint():
+    n = _sizes()
+    eager = 1.5e-6 + n / 4e9
+    rendezvous = 8e-6 + n / 12e9
+    t = np.where(n < 65536, eager, rendezvous)
+    m = fit(n, t)
+    assert len(m.segments) == 2
+    assert 32768 < m.segments[1].lo < 65536
+    assert m.segments[0].alpha == pytest.approx(1.5e-6, rel=1e-6)
+    assert m.segments[1].alpha == pytest.approx(8e-6, rel=1e-6)
+    assert 1 / m.beta == pytest.approx(12e9, rel=1e-6)
+    assert m.max_rel_residual < 1e-9
+
+
+def test_fit_refuses_nonpositive_times():
+    with pytest.raises(ValueError):
+        fit([1, 2, 3], [1e-6, 0.0, 1e-6])
+
+
+def test_profile_round_trips_and_fingerprints(tmp_path):
+    p = Profile.hockney(2e-6, 1e-10, 3e-11, inter=(5e-6, 1e-9))
+    path = tmp_path / "p.json"
+    p.save(str(path))
+    q = load(str(path))
+    assert q == p and q.fingerprint() == p.fingerprint()
+    assert Profile.hockney(2e-6, 1e-10, 4e-11).fingerprint() != p.fingerprint()
+    # the --json output of alphabeta, with the profile under "profile", loads too
+    wrapped = tmp_path / "ab.json"
+    wrapped.write_text(json.dumps({"profile": p.to_dict(), "predictions": []}))
+    assert load(str(wrapped)) == p
+
+
+def test_a_broken_profile_is_a_clear_error(tmp_path):
+    bad = tmp_path / "bad.json"
+    bad.write_text("{not json")
+    with pytest.raises(ValueError, match="not a profile"):
+        load(str(bad))
+    bad.write_text(json.dumps({"version": 1}))
+    with pytest.raises(ValueError, match="not a profile"):
+        load(str(bad))
+
+
+def test_auto_uses_the_profile_named_by_the_environment(tmp_path, monkeypatch):
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
+    monkeypatch.delenv(ENV, raising=False)
+    auto.set_profile()
+    assert active() == (None, "")
+    assert auto.choose("allreduce", 64 << 20, 64) == auto.builtin("allreduce", 64 << 20, 64)
+    # a network where latency is free and bandwidth dear: the naive root loses, a bandwidth-optimal one wins
+    path = tmp_path / "net.json"
+    Profile.hockney(0.0, 1e-9, 0.0).save(str(path))
+    monkeypatch.setenv(ENV, str(path))
+    try:
+        assert active()[1] == str(path)
+        assert auto.choose("allreduce", 64 << 20, 64) in ("ring", "rabenseifner", "sharded_ps")
+        # latency dear and bandwidth free: fewest rounds
+        Profile.hockney(1e-3, 0.0, 0.0).save(str(path))
+        assert auto.choose("allreduce", 64 << 20, 64) == "recursive_doubling"
+        monkeypatch.setenv(ENV, str(tmp_path / "missing.json"))
+        with pytest.raises(ValueError, match="no such file"):
+            active()
+        assert auto.profile_fingerprint().startswith("unreadable profile")
+        monkeypatch.setenv(ENV, "")
+        assert auto.current_profile() is None
+    finally:
+        auto.set_profile()
+
+
+def test_piecewise_serialises_infinity():
+    m = Piecewise.line(1e-6, 1e-10)
+    assert Piecewise.from_dict(json.loads(json.dumps(m.to_dict()))) == m
