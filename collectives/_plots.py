@@ -42,7 +42,8 @@ def fits(prof: Profile, raw: dict | None, path: str) -> None:
         for s in pw.segments[1:]:
             ax.axvline(s.lo, color="grey", lw=0.5, ls=":")
         ax.set_xscale("log", base=2)
-        ax.set_yscale("log")
+        if pw(grid[-1]) > 0:  # a zero-cost link (one rank) cannot be log-scaled
+            ax.set_yscale("log")
         ax.set_xlabel("bytes")
         ax.set_ylabel("µs")
         ax.set_title(f"{title}\nR²={pw.r2:.3f}, max rel. resid. {pw.max_rel_residual:.0%}", fontsize=9)

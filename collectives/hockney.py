@@ -7,7 +7,8 @@ changes regime (eager -> rendezvous in MPI, a cache level running out for
 the kernels) one straight line fits badly, so :func:`fit` detects the
 breakpoints: it finds the best split of the sorted sizes into 1..``max_segments``
 contiguous ranges by dynamic programming (segmented least squares) and keeps
-the fewest segments that the Akaike criterion supports.
+the number of segments the Bayesian information criterion prefers, with
+residuals below :data:`NOISE_FLOOR` counted as noise.
 
 Residuals are *relative* (weights ``1/T**2``): a prediction off by 10 % is
 equally bad at 4 bytes and at 64 MiB, and the small sizes are not drowned
@@ -24,8 +25,10 @@ import numpy as np
 
 __all__ = ["Segment", "Piecewise", "fit", "fit_line"]
 
-#: rms relative residual treated as a perfect fit when choosing the number of segments
-NOISE_FLOOR = 1e-3
+#: rms relative residual treated as a perfect fit when choosing the number of
+#: segments: timer and machine noise is about 1 %, so a split that only
+#: fits the noise better is not a regime change
+NOISE_FLOOR = 0.01
 
 
 @dataclass(frozen=True)
@@ -172,15 +175,14 @@ def fit(
             cand = best[k - 1, :j] + cost[:j, j]
             i = int(np.argmin(cand))
             best[k, j], cut[k, j] = cand[i], i
-    # relative residuals below 0.1 % rms are below any timer's noise: no reason to split further
     floor = m * NOISE_FLOOR**2
-    aic = [
-        m * math.log(max(best[k, m], floor) / m) + 2 * (3 * k - 1)
+    bic = [
+        m * math.log(max(best[k, m], floor) / m) + (3 * k - 1) * math.log(m)
         if np.isfinite(best[k, m])
         else np.inf
         for k in range(1, max_segments + 1)
     ]
-    k = int(np.argmin(aic)) + 1
+    k = int(np.argmin(bic)) + 1
     bounds = [m]
     for kk in range(k, 0, -1):
         bounds.append(cut[kk, bounds[-1]])
