@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 
 from . import cost_model
+from .bench import format_size
 from .profile import Profile
 
 
@@ -72,7 +73,7 @@ def winners(recs: list[dict], family: str, path: str) -> None:
         ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, vmin=-0.5, vmax=len(algs) - 0.5,
                   interpolation="nearest")
         ax.set_xticks(range(0, len(ns), 3))
-        ax.set_xticklabels([_label(n) for n in ns[::3]], rotation=45, fontsize=8)
+        ax.set_xticklabels([format_size(n) for n in ns[::3]], rotation=45, fontsize=8)
         ax.set_yticks(range(len(ps)))
         ax.set_yticklabels(ps, fontsize=8)
         ax.set_xlabel("bytes per rank (full vector)")
@@ -83,10 +84,3 @@ def winners(recs: list[dict], family: str, path: str) -> None:
     fig.tight_layout(rect=(0, 0.08, 1, 1))
     fig.savefig(path, dpi=110)
     plt.close(fig)
-
-
-def _label(n: int) -> str:
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= scale:
-            return f"{n // scale}{unit}"
-    return str(n)

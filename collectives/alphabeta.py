@@ -48,7 +48,8 @@ import numpy as np
 from mpi4py import MPI
 
 from . import auto, cost_model
-from .bench import environment, parse_size, sizes
+from ._comm import library_comm, ranks_per_node
+from .bench import environment, format_size, parse_size, sizes
 from .hockney import Piecewise, fit
 from .profile import Profile, default_path, load
 
@@ -226,8 +227,6 @@ def pairwise(comm: MPI.Comm, max_pairs: int, budget: float, small: int = 8, larg
 
 def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
     """Run every measurement; return the profile (identical on all ranks) and the raw data (rank 0)."""
-    from ._comm import library_comm
-
     library_comm(comm)  # threads per rank as in a real collective, before any kernel runs
     rank, p = comm.Get_rank(), comm.Get_size()
     nodes = _node_ids(comm)
@@ -282,7 +281,7 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
         samples.append(time.perf_counter() - t0)
     t_call = float(np.median(np.max(comm.allgather(samples[5:]), axis=0)))
     rounds_only = cost_model.predict("allreduce", "recursive_doubling", 4, p, prof,
-                                     ranks_per_node=nodes.count(0))
+                                     ranks_per_node=ranks_per_node(library_comm(comm)))
     call = max(t_call - rounds_only, 0.0)
     raw["call_time"] = t_call
     prof = dataclasses.replace(prof, call_overhead=call)
@@ -389,7 +388,7 @@ def predict_table(comm: MPI.Comm, prof: Profile, args) -> list[dict]:
     )
     records = bench.run(bargs, comm)
     p = comm.Get_size()
-    rpn = _node_ids(comm).count(0)
+    rpn = ranks_per_node(library_comm(comm))  # what the API's auto decides with
     out = []
     for size in sorted({r["bytes"] for r in records}):
         rows = {r["algorithm"]: r for r in records if r["bytes"] == size}
@@ -455,18 +454,11 @@ def describe_simulation(recs: list[dict], family: str) -> str:
         sub = [r for r in recs if r["ranks_per_node"] == rpn]
         ns = sorted({r["bytes"] for r in sub})
         lines.append(f"# ranks per node {rpn}")
-        lines.append(f"{'P':>6} " + " ".join(f"{_size_label(n):>5}" for n in ns))
+        lines.append(f"{'P':>6} " + " ".join(f"{format_size(n):>5}" for n in ns))
         for p in sorted({r["p"] for r in sub}):
             row = {r["bytes"]: r["winner"] for r in sub if r["p"] == p}
             lines.append(f"{p:>6} " + " ".join(f"{short[row[n]]:>5}" for n in ns))
     return "\n".join(lines)
-
-
-def _size_label(n: int) -> str:
-    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
-        if n >= scale:
-            return f"{n // scale}{unit}"
-    return str(n)
 
 
 # ------------------------------------------------------------------ CLI

@@ -56,6 +56,14 @@ def parse_size(text: str) -> int:
     return int(float(text[:-1] if scale > 1 else text) * scale)
 
 
+def format_size(n: int) -> str:
+    """67108864 -> ``"64M"``: the inverse of :func:`parse_size` for whole units."""
+    for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
+        if n >= scale:
+            return f"{n // scale}{unit}"
+    return str(n)
+
+
 def sizes(lo: int, hi: int) -> list[int]:
     """Doubling sizes from ``lo`` to ``hi`` bytes inclusive."""
     out, s = [], lo

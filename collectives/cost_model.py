@@ -66,8 +66,11 @@ class Placement:
 
 
 @lru_cache(maxsize=4096)
-def _crossing(rpn: int, src: tuple[int, ...] | bytes, dst) -> tuple[bool, bool, int]:
-    """(any intra-node pair, any inter-node pair, most off-node senders of one node)."""
+def _crossing(rpn: int, src: bytes, dst: bytes) -> tuple[bool, bool, int]:
+    """(any intra-node pair, any inter-node pair, most off-node senders of one node).
+
+    ``src`` and ``dst`` are int64 rank arrays as bytes (hashable, for the cache).
+    """
     s = np.frombuffer(src, np.int64) // rpn
     d = np.frombuffer(dst, np.int64) // rpn
     off = s != d
@@ -126,20 +129,35 @@ class _Cost:
 
 
 def _ring_pattern(place):
-    r = np.arange(place.p)
-    return _pattern(place, r, (r + 1) % place.p)
+    return _ring_cached(*place.key())
 
 
 def _xor_pattern(place, mask):
-    p = place.p
-    i = np.arange(pow2_below(p))
-    old = np.array([old_rank(int(x), p) for x in range(len(i))])
-    return _pattern(place, old, old[i ^ mask])
+    return _xor_cached(*place.key(), mask)
 
 
 def _fold_pattern(place):
-    rem = place.p - pow2_below(place.p)
-    return _pattern(place, 2 * np.arange(rem), 2 * np.arange(rem) + 1)
+    return _fold_cached(*place.key())
+
+
+@lru_cache(maxsize=1024)
+def _ring_cached(p, rpn):
+    r = np.arange(p)
+    return _pattern(Placement(p, rpn), r, (r + 1) % p)
+
+
+@lru_cache(maxsize=4096)
+def _xor_cached(p, rpn, mask):
+    """Survivors ``i`` and ``i ^ mask`` of the fold, in original ranks."""
+    i = np.arange(pow2_below(p))
+    old = np.array([old_rank(int(x), p) for x in i])
+    return _pattern(Placement(p, rpn), old, old[i ^ mask])
+
+
+@lru_cache(maxsize=1024)
+def _fold_cached(p, rpn):
+    rem = p - pow2_below(p)
+    return _pattern(Placement(p, rpn), 2 * np.arange(rem), 2 * np.arange(rem) + 1)
 
 
 def _max_range(bounds: np.ndarray, mask: int) -> int:

@@ -8,7 +8,6 @@ import os
 import h5py
 import numpy as np
 import pytest
-from mpi4py import MPI
 
 import collectives
 from collectives import alphabeta, auto, cost_model
