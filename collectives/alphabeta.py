@@ -243,8 +243,10 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
                 t = pingpong(comm, 0, peers[0], ns, args.budget, exchange=exchange)
                 if rank == 0:
                     raw[f"{'exchange' if exchange else 'pingpong'}_{name}"] = t
+                    # working set on the busiest node: POOL buffers per rank, two ranks or one
                     links[name + kind] = fit(list(t), [np.median(v) for v in t.values()],
-                                             max_segments=args.max_segments)
+                                             max_segments=args.max_segments,
+                                             footprint=POOL * (2 if name == "intra" else 1))
     ks = [s for s in sweep_sizes(args.max_bytes) if s >= 64]
     red = local_kernel(comm, "reduce", ks, args.budget)
     cp = local_kernel(comm, "copy", ks, args.budget)
@@ -256,6 +258,7 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
     links = comm.bcast(links, root=0)
     if "intra" not in links:  # one rank: no link to measure, keep a zero-cost one
         links["intra"] = Piecewise.line(0.0, 0.0)
+    local = int(np.bincount(nodes).max())  # ranks running the kernels at once on the fullest node
     meta = environment(comm)
     meta["nodes"] = max(nodes) + 1
     prof = Profile(
@@ -263,8 +266,10 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
         inter=links.get("inter"),
         intra_exchange=links.get("intra_exchange"),
         inter_exchange=links.get("inter_exchange"),
-        reduce=fit(list(red), [np.median(v) for v in red.values()], max_segments=args.max_segments),
-        copy=fit(list(cp), [np.median(v) for v in cp.values()], max_segments=args.max_segments),
+        reduce=fit(list(red), [np.median(v) for v in red.values()], max_segments=args.max_segments,
+                   footprint=POOL * local),
+        copy=fit(list(cp), [np.median(v) for v in cp.values()], max_segments=args.max_segments,
+                 footprint=POOL * local),
         round_overhead=max(per_round - links["intra"](4), 0.0),
         meta=meta,
     )

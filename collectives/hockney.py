@@ -57,11 +57,18 @@ class Piecewise:
         Coefficient of determination of the fit on the measured times.
     max_rel_residual : float
         Largest ``|fitted - measured| / measured`` over the measured points.
+    footprint : float
+        Bytes resident on one node per byte of ``n`` while it was measured
+        (the measurement's working set, e.g. 6 when two ranks each cycle
+        through three ``n``-byte buffers); 0 when unknown.  With it the cost
+        of a message can be asked *inside* a larger working set (see
+        :meth:`__call__`).
     """
 
     segments: tuple[Segment, ...]
     r2: float = 1.0
     max_rel_residual: float = 0.0
+    footprint: float = 0.0
 
     @classmethod
     def line(cls, alpha: float, beta: float) -> "Piecewise":
@@ -75,9 +82,21 @@ class Piecewise:
                 return s
         return self.segments[-1]
 
-    def __call__(self, n: float, flows: float = 1.0) -> float:
-        """Predicted seconds for ``n`` bytes (see :meth:`Segment.time`)."""
-        return self.segment(n).time(n, flows)
+    def __call__(self, n: float, flows: float = 1.0, resident: float = 0.0) -> float:
+        """Predicted seconds for ``n`` bytes (see :meth:`Segment.time`).
+
+        ``resident``: bytes the whole node touches meanwhile (the working set
+        of the collective this message belongs to).  Latency follows the
+        message's own size (the protocol), but the cost per byte follows
+        where the data lives: with a known :attr:`footprint`, ``beta`` is
+        that of the size whose measurement had the same working set,
+        ``resident / footprint``.  The message is then as fast or slow as
+        the cache level or memory that holds it.
+        """
+        seg = self.segment(n)
+        if resident > 0 and self.footprint > 0:
+            return seg.alpha + flows * self.segment(resident / self.footprint).beta * n
+        return seg.time(n, flows)
 
     @property
     def alpha(self) -> float:
@@ -96,6 +115,7 @@ class Piecewise:
             ],
             "r2": self.r2,
             "max_rel_residual": self.max_rel_residual,
+            "footprint": self.footprint,
         }
 
     @classmethod
@@ -107,7 +127,8 @@ class Piecewise:
         )
         if not segs:
             raise ValueError("a piecewise cost needs at least one segment")
-        return cls(segs, float(d.get("r2", 1.0)), float(d.get("max_rel_residual", 0.0)))
+        return cls(segs, float(d.get("r2", 1.0)), float(d.get("max_rel_residual", 0.0)),
+                   float(d.get("footprint", 0.0)))
 
 
 def fit_line(n: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
@@ -135,7 +156,8 @@ def fit_line(n: np.ndarray, t: np.ndarray) -> tuple[float, float, float]:
 
 
 def fit(
-    n: Sequence[float], t: Sequence[float], max_segments: int = 4, min_points: int = 3
+    n: Sequence[float], t: Sequence[float], max_segments: int = 4, min_points: int = 3,
+    footprint: float = 0.0,
 ) -> Piecewise:
     """Fit a piecewise Hockney model to measured ``(bytes, seconds)`` points.
 
@@ -147,6 +169,9 @@ def fit(
         Upper bound on the number of regimes.
     min_points : int
         Fewest points a segment may hold.
+    footprint : float
+        Node bytes resident per byte of ``n`` during the measurement
+        (:attr:`Piecewise.footprint`).
 
     Returns
     -------
@@ -199,4 +224,4 @@ def fit(
     rel = np.abs(pred - t) / t
     ss_tot = float(np.sum((t - t.mean()) ** 2))
     r2 = 1.0 - float(np.sum((pred - t) ** 2)) / ss_tot if ss_tot > 0 else 1.0
-    return Piecewise(model.segments, r2, float(rel.max()))
+    return Piecewise(model.segments, r2, float(rel.max()), float(footprint))

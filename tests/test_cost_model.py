@@ -190,6 +190,72 @@ def test_copy_and_call_overhead_are_charged_once():
     assert inplace - cost_model.predict("allreduce", "ring", n, 4, _profile(), in_place=True) == pytest.approx(7e-6)
 
 
+def _engine_scratch(schedules):
+    """Most elements any rank reduces out of one round's receives: the engine's scratch."""
+    return max((sum(v.count for v in r.recvs if v.reduce) for rounds in schedules for r in rounds),
+               default=0)
+
+
+@pytest.mark.parametrize("family,alg", [c for c in CASES if c[0] in ("allreduce", "reduce_scatter")])
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
+@pytest.mark.parametrize("n", [1, 7, 1000, 1 << 18, (1 << 18) + 13])
+def test_scratch_formula_matches_the_schedules(family, alg, p, n):
+    want = _engine_scratch(_schedules(family, alg, p, n))
+    got = cost_model.scratch_elements(family, alg, n, p, ITEM)
+    assert abs(got - want) <= max(p, 0.01 * want)
+
+
+def _two_regimes(cut, fast, slow, footprint):
+    """A cost whose bytes get ``slow`` once the size passes ``cut`` (a cache running out)."""
+    from collectives.hockney import Segment
+
+    return Piecewise((Segment(0.0, cut, 0.0, fast), Segment(cut, math.inf, 0.0, slow)), footprint=footprint)
+
+
+def test_per_byte_costs_follow_the_working_set_not_the_message():
+    """An 8 MiB ring all-reduce at P=2 keeps 2 x (8 + 8 + 4) MiB on the node: past a 32 MiB cache."""
+    import dataclasses
+
+    cut, n = 32 << 20, 8 << 20
+    # measured with two ranks cycling through three buffers: 6 n resident
+    link = _two_regimes(cut / 6, 1e-10, 3e-10, 6)
+    kern = _two_regimes(cut / 6, 2e-11, 8e-11, 6)
+    prof = dataclasses.replace(Profile.hockney(0.0, 0.0), intra=link, reduce=kern, copy=kern)
+    assert cost_model.footprint("allreduce", "ring", n, 2) == 2 * (2 * n + n // 2)
+    got = cost_model.predict("allreduce", "ring", n, 2, prof)
+    # the 4 MiB blocks (below the cut by themselves) pay the slow regime's costs
+    assert got == pytest.approx(2 * 3e-10 * n / 2 + 8e-11 * n / 2 + 8e-11 * n)
+    # in place, 2 x (8 + 4) MiB = 24 MiB fits: the fast regime
+    assert cost_model.predict("allreduce", "ring", n, 2, prof, in_place=True) == pytest.approx(
+        2 * 1e-10 * n / 2 + 2e-11 * n / 2)
+    # without a recorded footprint the message's own size decides, as before
+    plain = dataclasses.replace(prof, intra=dataclasses.replace(link, footprint=0.0))
+    assert cost_model.predict("allreduce", "ring", n, 2, plain) == pytest.approx(
+        2 * 1e-10 * n / 2 + 8e-11 * n / 2 + 8e-11 * n)
+
+
+def test_the_tree_forwards_hot_chunks():
+    """The tree's chunk messages keep their own size's speed; its reductions pay the working set."""
+    import dataclasses
+
+    cut, n = 32 << 20, 64 << 20
+    link = _two_regimes(cut / 6, 1e-10, 3e-10, 6)
+    prof = dataclasses.replace(Profile.hockney(0.0, 0.0), intra=link)
+    hot = dataclasses.replace(prof, intra=dataclasses.replace(link, footprint=0.0))
+    tree = cost_model.predict("allreduce", "double_binary_tree", n, 4, prof, in_place=True)
+    assert tree == pytest.approx(cost_model.predict("allreduce", "double_binary_tree", n, 4, hot, in_place=True))
+    ring = cost_model.predict("allreduce", "ring", n, 4, prof, in_place=True)
+    assert ring == pytest.approx(2 * 3 * 3e-10 * n / 4)
+
+
+def test_naive_ps_root_holds_every_vector():
+    n = 1 << 20
+    assert cost_model.footprint("allreduce", "naive_ps", n, 5, in_place=True) == 5 * n + 4 * n
+    # on nodes of two ranks, only the root's node holds the (P-1) vectors
+    assert cost_model.footprint("allreduce", "naive_ps", n, 5, ranks_per_node=2, in_place=True) == 2 * n + 4 * n
+    assert cost_model.footprint("allreduce", "recursive_doubling", n, 4, ranks_per_node=2) == 2 * 3 * n
+
+
 def test_best_follows_the_textbook_crossover():
     """Latency-bound: recursive doubling; bandwidth-bound at large P: ring or Rabenseifner."""
     prof = _profile(o=0.0, alpha=5e-6, beta=1e-10, gamma=5e-11)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import math
 
 import numpy as np
 import pytest
@@ -92,6 +93,17 @@ def test_auto_uses_the_profile_named_by_the_environment(tmp_path, monkeypatch):
         assert auto.current_profile() is None
     finally:
         auto.set_profile()
+
+
+def test_footprint_round_trips_and_moves_only_the_slope():
+    from collectives.hockney import Segment
+
+    pw = Piecewise((Segment(0.0, 1e6, 1e-6, 1e-10), Segment(1e6, math.inf, 5e-6, 3e-10)), footprint=6.0)
+    assert Piecewise.from_dict(pw.to_dict()) == pw
+    # a 1 KB message inside a 60 MB working set: small-message alpha, large-working-set beta
+    assert pw(1e3, resident=60e6) == pytest.approx(1e-6 + 3e-10 * 1e3)
+    assert pw(1e3) == pytest.approx(1e-6 + 1e-10 * 1e3)
+    assert pw(1e3, flows=2, resident=60e6) == pytest.approx(1e-6 + 2 * 3e-10 * 1e3)
 
 
 def test_piecewise_serialises_infinity():
