@@ -1,4 +1,4 @@
-"""The library's own communicator, the check mode, and threads per rank."""
+"""The library's own communicator and the check mode."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import os
 
 from mpi4py import MPI
 
+from . import threads
 from .errors import CollectiveError
 
 _KEYVAL = MPI.Comm.Create_keyval()
@@ -51,7 +52,10 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
         dup = comm.Dup()
         local = dup.Split_type(MPI.COMM_TYPE_SHARED)
         local_size = local.Get_size()
+        masks = [frozenset(m) for m in local.allgather(sorted(os.sched_getaffinity(0)))]
         local.Free()
+        # ranks of this node bound to their own cores: disjoint masks
+        bound = local_size > 1 and sum(map(len, masks)) == len(frozenset().union(*masks))
         from .auto import profile_fingerprint
 
         everyone = dup.allgather((local_size, profile_fingerprint()))
@@ -65,7 +69,7 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
             )
         dup.Set_attr(_SHAPE, max(size for size, _ in everyone))
         comm.Set_attr(_KEYVAL, dup)
-        configure_threads(local_size)
+        threads.configure_once(local_size, bound if local_size > 1 else None)
     return dup
 
 
@@ -96,30 +100,3 @@ def agree(comm: MPI.Comm, signature: tuple, local_error: str | None) -> None:
 
 def _describe(sig: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in sig)
-
-
-_threads_set = False
-
-
-def configure_threads(local_size: int) -> None:
-    """Give this rank's Numba kernels its share of the node's cores, once.
-
-    Share = cores in this process's affinity mask // ranks on this node, at
-    least 1.  Ranks on this node come from the launcher (MPICH's
-    ``MPI_LOCALNRANKS``, Open MPI's ``OMPI_COMM_WORLD_LOCAL_SIZE``), else from
-    ``comm`` split by shared memory (collective over ``comm``; the first
-    communicator used may undercount if it is not COMM_WORLD).  An explicit
-    ``NUMBA_NUM_THREADS`` in the environment wins.
-    """
-    global _threads_set
-    if _threads_set:
-        return
-    _threads_set = True
-    launcher = os.environ.get("MPI_LOCALNRANKS") or os.environ.get("OMPI_COMM_WORLD_LOCAL_SIZE")
-    per_node = int(launcher) if launcher else local_size
-    if "NUMBA_NUM_THREADS" in os.environ:
-        return
-    import numba
-
-    cores = len(os.sched_getaffinity(0))
-    numba.set_num_threads(max(1, min(numba.config.NUMBA_NUM_THREADS, cores // per_node)))

@@ -1,0 +1,1 @@
+"""The SGD engine: Numba kernels, the roofline that measures them, and (to come) the parallel trainers."""
