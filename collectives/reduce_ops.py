@@ -17,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 from numba import njit, prange
 
+from . import threads
 from .errors import CollectiveError
 
 __all__ = ["OPS", "DTYPES", "PARALLEL_BYTES", "combine", "check_op"]
@@ -182,4 +183,4 @@ def combine(dst: np.ndarray, src: np.ndarray, op: str, incoming_first: bool = Fa
             _f16_max(dst, src, incoming_first)
         return
     serial, parallel = _KERNELS[(op, incoming_first)]
-    (parallel if dst.nbytes >= PARALLEL_BYTES else serial)(dst, src)
+    (parallel if dst.nbytes >= PARALLEL_BYTES and threads.count() > 1 else serial)(dst, src)

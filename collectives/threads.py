@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import os
 
-__all__ = ["threads_per_rank", "local_ranks", "configure", "configure_once", "current"]
+__all__ = ["threads_per_rank", "local_ranks", "configure", "configure_once", "count", "current"]
 
 _LOCAL_SIZE_VARS = ("MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE", "SLURM_NTASKS_PER_NODE")
 
@@ -78,6 +78,19 @@ def threads_per_rank(
 
 
 _configured = False
+_count = [0]  # Numba threads as last configured here; 0: not yet
+
+
+def count() -> int:
+    """This rank's Numba thread count, cheaply (kernels ask it on every call to skip
+    the thread pool when there is one thread).  Set by :func:`configure`; before
+    that, Numba's own count."""
+    if not _count[0]:
+        import numba
+
+        _count[0] = numba.get_num_threads()
+    return _count[0]
+
 
 
 def configure(
@@ -95,6 +108,7 @@ def configure(
     n = min(threads_per_rank(threads, local_size, bound), numba.config.NUMBA_NUM_THREADS)
     _configured = True
     numba.set_num_threads(n)
+    _count[0] = n
     try:
         from threadpoolctl import threadpool_limits
     except ImportError:  # BLAS keeps its own default; current() says None

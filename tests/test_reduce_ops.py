@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from collectives import threads
 from collectives.errors import CollectiveError
 from collectives.reduce_ops import DTYPES, PARALLEL_BYTES, check_op, combine
 
@@ -14,7 +15,8 @@ REFERENCE = {"sum": np.add, "prod": np.multiply, "min": np.minimum, "max": np.ma
 @pytest.mark.parametrize("size", ["odd", "parallel"])
 @pytest.mark.parametrize("op", list(REFERENCE))
 @pytest.mark.parametrize("dtype", [str(d) for d in DTYPES])
-def test_combine_matches_numpy(dtype, op, size):
+def test_combine_matches_numpy(dtype, op, size, monkeypatch):
+    monkeypatch.setattr(threads, "count", lambda: 2)  # the threaded kernel runs above the size threshold
     rng = np.random.default_rng()
     n = 1001 if size == "odd" else PARALLEL_BYTES // np.dtype(dtype).itemsize + 7
     if dtype.startswith("int"):

@@ -65,7 +65,7 @@ def test_configure_sets_numba_and_blas_threads():
     before = numba.get_num_threads()
     try:
         assert threads.configure(1) == 1
-        assert threads.current() == {"numba": 1, "blas": 1}
+        assert threads.current() == {"numba": 1, "blas": 1} and threads.count() == 1
         # capped at what Numba started with
         assert threads.configure(10_000) == numba.config.NUMBA_NUM_THREADS
         assert threads.current()["numba"] == numba.config.NUMBA_NUM_THREADS

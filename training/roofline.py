@@ -64,15 +64,18 @@ def _best(fn, budget: float, min_reps: int = 3) -> float:
     return min(times)
 
 
-def _median(fn, budget: float, min_reps: int = 5) -> float:
-    fn()
-    times = []
+def _median_pair(a, b, budget: float, min_reps: int = 7) -> tuple[float, float]:
+    """Median seconds of ``a`` and of ``b``, called alternately so that drift hits both alike."""
+    a()
+    b()
+    ta, tb = [], []
     start = time.perf_counter()
-    while len(times) < min_reps or time.perf_counter() - start < budget:
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times))
+    while len(ta) < min_reps or time.perf_counter() - start < 2 * budget:
+        for fn, out in ((a, ta), (b, tb)):
+            t0 = time.perf_counter()
+            fn()
+            out.append(time.perf_counter() - t0)
+    return float(np.median(ta)), float(np.median(tb))
 
 
 def last_level_cache() -> int:
@@ -126,8 +129,7 @@ def run_cases(names, sizes, bandwidth: float, peak: float, budget: float) -> lis
     for name in names:
         for size in sizes:
             case = build(name, size)
-            t_ours = _median(case.ours, budget)
-            t_np = _median(case.numpy, budget)
+            t_ours, t_np = _median_pair(case.ours, case.numpy, budget)
             ai = case.flops / case.nbytes if case.nbytes else float("inf")
             gbps = case.nbytes / t_ours / 1e9
             gflops = case.flops / t_ours / 1e9

@@ -143,11 +143,12 @@ def _sgd(nbytes):
     return Case(ours, numpy, 5 * w.nbytes, 6 * n)
 
 
-def _flatten(nbytes, parts=10):
-    n = max(nbytes // 4 // parts, 1)
-    arrays = [_rng().standard_normal((n,)).astype(np.float32) for _ in range(parts)]
-    out = np.empty(n * parts, np.float32)
-    return Case(lambda: flatten(arrays, out), lambda: np.concatenate(arrays, out=out),
+def _flatten(nbytes, parts=10, cols=64):
+    """Ten weight-matrix-shaped gradients into one bucket."""
+    rows = max(nbytes // 4 // parts // cols, 1)
+    arrays = [_rng().standard_normal((rows, cols)).astype(np.float32) for _ in range(parts)]
+    out = np.empty(rows * cols * parts, np.float32)
+    return Case(lambda: flatten(arrays, out), lambda: np.concatenate([a.ravel() for a in arrays], out=out),
                 2 * out.nbytes, 0)
 
 

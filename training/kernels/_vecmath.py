@@ -20,6 +20,8 @@ from llvmlite import ir
 from numba import njit, types as nbtypes
 from numba.extending import intrinsic, overload
 
+from collectives import threads
+
 __all__ = ["exp", "tanh", "sigmoid", "variants", "pick", "PARALLEL_BYTES"]
 
 
@@ -132,5 +134,5 @@ def variants(fn, **options):
 
 
 def pick(pair, nbytes: int):
-    """The serial or the parallel variant of ``pair`` for a buffer of ``nbytes``."""
-    return pair[1] if nbytes >= PARALLEL_BYTES else pair[0]
+    """The parallel variant of ``pair`` for buffers of ``PARALLEL_BYTES`` or more on several threads, else the serial."""
+    return pair[1] if nbytes >= PARALLEL_BYTES and threads.count() > 1 else pair[0]

@@ -13,7 +13,9 @@ from itertools import accumulate
 from typing import Sequence
 
 import numpy as np
-from numba import get_num_threads, prange
+from numba import prange
+
+from collectives import threads
 
 from ._vecmath import PARALLEL_BYTES, variants
 
@@ -50,13 +52,15 @@ class Layout:
         return [flat[a:b].reshape(s) for (a, b), s in zip(zip(self.offsets, self.offsets[1:]), self.shapes)]
 
 
-def _check(arrays, flat) -> list[np.ndarray]:
-    """The arrays as flat views, after checking they fit ``flat`` exactly."""
+def _check(arrays, flat, into_arrays: bool = False) -> list[np.ndarray]:
+    """The arrays as flat views (copies, if not contiguous and only read), after checking they fit ``flat``."""
     views = []
     total = 0
     for a in arrays:
-        if a.dtype != flat.dtype or not a.flags.c_contiguous:
-            raise ValueError(f"every array must be C-contiguous {flat.dtype}, got {a.dtype}")
+        if a.dtype != flat.dtype:
+            raise ValueError(f"every array must be {flat.dtype}, got {a.dtype}")
+        if into_arrays and not a.flags.c_contiguous:
+            raise ValueError("arrays to unflatten into must be C-contiguous")
         views.append(a.reshape(-1))
         total += a.size
     if flat.ndim != 1 or flat.size != total or not flat.flags.c_contiguous:
@@ -65,7 +69,7 @@ def _check(arrays, flat) -> list[np.ndarray]:
 
 
 def _threaded(flat: np.ndarray) -> bool:
-    return flat.nbytes >= PARALLEL_BYTES and get_num_threads() > 1
+    return flat.nbytes >= PARALLEL_BYTES and threads.count() > 1
 
 
 def flatten(arrays: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.ndarray:
@@ -77,10 +81,15 @@ def flatten(arrays: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.n
     """
     if out is None:
         out = np.empty(sum(a.size for a in arrays), arrays[0].dtype if arrays else np.float32)
+    if not _threaded(out) and arrays and out.ndim == 1 and out.flags.c_contiguous:
+        # numpy checks it all here: casting="no" refuses another dtype, out= a wrong size
+        try:
+            return np.concatenate([a.reshape(-1) for a in arrays], out=out, casting="no")
+        except (TypeError, ValueError):
+            _check(arrays, out)  # raises the explanation
+            raise
     views = _check(arrays, out)
-    if not _threaded(out):
-        if views:
-            np.concatenate(views, out=out)
+    if not views:
         return out
     lo = 0
     for a in views:
@@ -92,7 +101,7 @@ def flatten(arrays: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.n
 
 def unflatten(flat: np.ndarray, arrays: Sequence[np.ndarray]) -> None:
     """Copy ``flat`` back into ``arrays`` (the inverse of :func:`flatten`)."""
-    views = _check(arrays, flat)
+    views = _check(arrays, flat, into_arrays=True)
     copy = _COPY[1] if _threaded(flat) else np.copyto
     lo = 0
     for a in views:

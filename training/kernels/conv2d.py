@@ -28,10 +28,14 @@ from ._vecmath import pick, variants
 __all__ = ["conv2d", "conv2d_backward", "output_shape"]
 
 
-def _pad(x, py, px, out):
-    """``x`` (N, C, H, W) zero-padded by ``py`` rows and ``px`` columns each side, into planes of ``out``."""
+def _pad(x, top, left, wp, out):
+    """Planes of ``x`` (N, C, H, W) into ``out`` (N, C, L): row ``y`` at ``(y + top) * wp + left``, zeros elsewhere.
+
+    Pads the input (``top``/``left`` = the padding, ``wp`` = the padded
+    width) and spreads an output gradient onto the padded row length
+    (``top = left = 0``).
+    """
     n_img, n_ch, h, wd = x.shape
-    wp = wd + 2 * px
     for task in prange(n_img * n_ch):
         n = task // n_ch
         c = task % n_ch
@@ -39,7 +43,7 @@ def _pad(x, py, px, out):
         for i in range(plane.size):
             plane[i] = 0
         for y in range(h):
-            row = plane[(y + py) * wp + px : (y + py) * wp + px + wd]
+            row = plane[(y + top) * wp + left : (y + top) * wp + left + wd]
             src = x[n, c, y]
             for i in range(wd):
                 row[i] = src[i]
@@ -111,24 +115,7 @@ def _filter_grad(dwide, xpad, wp, dw, db):
             db[k] = t
 
 
-def _widen(dout, wp, out):
-    """``dout`` (N, K, Ho, Wo) onto rows of length ``wp``, zeros in the dropped columns."""
-    n_img, n_f, ho, wo = dout.shape
-    for task in prange(n_img * n_f):
-        n = task // n_f
-        k = task % n_f
-        plane = out[n, k]
-        for i in range(plane.size):
-            plane[i] = 0
-        for y in range(ho):
-            row = plane[y * wp : y * wp + wo]
-            src = dout[n, k, y]
-            for i in range(wo):
-                row[i] = src[i]
-
-
 _PAD = variants(_pad)
-_WIDEN = variants(_widen)
 _CORRELATE = variants(_correlate, fastmath={"contract"})
 # reassoc: the filter gradient is a long dot product, summed in SIMD lanes
 _FILTER_GRAD = variants(_filter_grad, fastmath={"contract", "reassoc"})
@@ -139,7 +126,7 @@ def _padded(x: np.ndarray, py: int, px: int, s_n: int) -> tuple[np.ndarray, int]
     n, c, h, wd = x.shape
     wp = wd + 2 * px
     out = np.empty((n, c, (h + 2 * py) * wp + s_n), x.dtype)
-    pick(_PAD, x.nbytes)(x, py, px, out)
+    pick(_PAD, x.nbytes)(x, py, px, wp, out)
     return out, wp
 
 
@@ -217,7 +204,7 @@ def conv2d_backward(
     nbytes = dout.nbytes + x.nbytes
     xpad, wp = _padded(x, pad, pad, w.shape[3])
     dwide = np.empty(dout.shape[:2] + (dout.shape[2] * wp,), x.dtype)
-    pick(_WIDEN, dout.nbytes)(dout, wp, dwide)
+    pick(_PAD, dout.nbytes)(dout, 0, 0, wp, dwide)  # onto the padded row length
     pick(_FILTER_GRAD, nbytes)(dwide, xpad, wp, dw, db)
     if need_input_grad and x.size:
         # the input gradient is the full correlation of dout with the flipped filters
