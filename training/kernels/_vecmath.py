@@ -8,6 +8,11 @@ Eigen's rational ``tanh``.  Both stay within a few ulp of the float64
 result (tests check it); float64 keeps libm.  The float32 ``exp``
 saturates at ``e**88`` (1.65e38) and at ``e**-87.3`` (1.2e-38) instead of
 overflowing to inf or flushing to 0.
+
+Numba's on-disk cache (``cache=True``) checks only the kernel's own file:
+after editing this module (or the ``njit`` options in :func:`variants`),
+delete ``training/**/__pycache__/*.nbi`` and ``*.nbc``, or the kernels keep
+the old code.
 """
 
 from __future__ import annotations

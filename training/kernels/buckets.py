@@ -84,7 +84,7 @@ def flatten(arrays: Sequence[np.ndarray], out: np.ndarray | None = None) -> np.n
     if not _threaded(out) and arrays and out.ndim == 1 and out.flags.c_contiguous:
         # numpy checks it all here: casting="no" refuses another dtype, out= a wrong size
         try:
-            return np.concatenate([a.reshape(-1) for a in arrays], out=out, casting="no")
+            return np.concatenate([a.ravel() for a in arrays], out=out, casting="no")
         except (TypeError, ValueError):
             _check(arrays, out)  # raises the explanation
             raise
