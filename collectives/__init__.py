@@ -7,12 +7,14 @@
 
 from . import schedule, traffic
 from ._comm import set_check
-from .api import allgather, allreduce, broadcast, reduce_scatter
+from .api import Pending, allgather, allreduce, allreduce_start, broadcast, reduce_scatter
 from .errors import CollectiveError
 from .registry import ALGORITHMS
 
 __all__ = [
     "allreduce",
+    "allreduce_start",
+    "Pending",
     "allgather",
     "reduce_scatter",
     "broadcast",

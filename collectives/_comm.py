@@ -73,6 +73,33 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
     return dup
 
 
+#: Nonblocking all-reduces in flight at once per communicator, each on its own duplicate.
+PENDING_SLOTS = 8
+_POOL = MPI.Comm.Create_keyval()
+
+
+def pending_comm(lib: MPI.Comm, owner) -> tuple[MPI.Comm, object]:
+    """The communicator for the next nonblocking all-reduce on ``lib``, and the one it displaces.
+
+    Operations in flight at the same time must not share a communicator:
+    their rounds use the same tags.  The ``k``-th start on ``lib`` takes
+    duplicate ``k mod PENDING_SLOTS`` (created on first use, collectively;
+    every rank starts in the same order, so every rank picks the same one).
+    The previous ``owner`` of that slot is returned so the caller can wait
+    for it first.
+    """
+    pool = lib.Get_attr(_POOL)
+    if pool is None:
+        pool = {"next": 0, "comms": [None] * PENDING_SLOTS, "owners": [None] * PENDING_SLOTS}
+        lib.Set_attr(_POOL, pool)
+    slot = pool["next"] % PENDING_SLOTS
+    pool["next"] += 1
+    if pool["comms"][slot] is None:
+        pool["comms"][slot] = lib.Dup()
+    previous, pool["owners"][slot] = pool["owners"][slot], owner
+    return pool["comms"][slot], previous
+
+
 def ranks_per_node(lib: MPI.Comm) -> int:
     """Ranks per node of a communicator returned by :func:`library_comm` (the largest node's)."""
     return lib.Get_attr(_SHAPE) or 1

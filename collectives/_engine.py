@@ -20,26 +20,32 @@ def _overlaps(rnd: Round) -> bool:
     )
 
 
-def rounds_progress(
-    rounds: Sequence[Round], work: np.ndarray, comm: MPI.Comm, op: str
-) -> Iterator[int]:
-    """Execute ``rounds`` on ``work``, yielding the index of each finished round.
+def rounds_posted(
+    rounds: Sequence[Round], work: np.ndarray, comm: MPI.Comm, op: str, tmp: np.ndarray | None = None
+) -> Iterator[list]:
+    """Execute ``rounds`` on ``work`` in split phases: yield each round's requests once they are posted.
 
-    Receives are posted before sends.  Reducing receives land in a scratch
-    buffer taken once per call and are reduced in schedule order as each
-    arrives, while the round's other messages are still in flight (unless
-    the round sends the range being reduced, when its sends finish first).
-    Zero-length transfers are skipped on both sides.
+    Each ``next()`` waits for the round just posted (its reducing receives
+    land in a scratch buffer and are reduced in schedule order as each
+    arrives, while the round's other messages are still in flight, unless
+    the round sends the range being reduced, when its sends finish first),
+    then posts the next round and yields its requests.  Between two
+    ``next()`` calls the caller may compute, and may ``MPI.Request.Testall``
+    the yielded requests to let MPI progress them.  Receives are posted
+    before sends; zero-length transfers are skipped on both sides.
+
+    ``tmp``: the scratch for reducing receives (:func:`scratch_elements`
+    elements); default the shared engine scratch, which only one running
+    schedule may use at a time.
     """
     item = work.itemsize
-    need = max(
-        (sum(v.count for v in r.recvs if v.reduce) for r in rounds), default=0
-    )
-    tmp = scratch(work.dtype, need)
+    need = scratch_elements(rounds)
+    if tmp is None:
+        tmp = scratch(work.dtype, need)
     raw = work.view(np.uint8)
     raw_tmp = tmp.view(np.uint8)
     byte = MPI.BYTE
-    for index, rnd in enumerate(rounds):
+    for rnd in rounds:
         recvs = [v for v in rnd.recvs if v.hi > v.lo]
         sends = [s for s in rnd.sends if s.hi > s.lo]
         if not recvs and not sends:
@@ -56,6 +62,7 @@ def rounds_progress(
         sreqs = [
             comm.Isend([raw[s.lo * item : s.hi * item], byte], s.peer, s.tag) for s in sends
         ]
+        yield rreqs + sreqs
         sends_done = False
         wait_sends_first = _overlaps(rnd)
         at = 0
@@ -75,10 +82,14 @@ def rounds_progress(
             sum(s.count for s in sends) * item,
             sum(v.count for v in recvs) * item,
         )
-        yield index
+
+
+def scratch_elements(rounds: Sequence[Round]) -> int:
+    """Elements of scratch that :func:`rounds_posted` needs: the most one round reduces."""
+    return max((sum(v.count for v in r.recvs if v.reduce) for r in rounds), default=0)
 
 
 def execute(rounds: Sequence[Round], work: np.ndarray, comm: MPI.Comm, op: str = "sum") -> None:
-    """Run ``rounds`` on ``work`` to completion (see :func:`rounds_progress`)."""
-    for _ in rounds_progress(rounds, work, comm, op):
+    """Run ``rounds`` on ``work`` to completion (see :func:`rounds_posted`)."""
+    for _ in rounds_posted(rounds, work, comm, op):
         pass

@@ -3,18 +3,19 @@
 from __future__ import annotations
 
 import numpy as np
-
+from mpi4py import MPI
 
 from . import _buffers as B
 from . import mpi_native
-from ._comm import agree, check_enabled, library_comm, ranks_per_node
+from ._comm import agree, check_enabled, library_comm, pending_comm, ranks_per_node
+from ._engine import rounds_posted, scratch_elements
 from .auto import choose
 from .errors import CollectiveError
 from .reduce_ops import OPS, check_op
-from .registry import ALGORITHMS, FAMILIES
+from .registry import ALGORITHMS, ALLREDUCE_ROUNDS, FAMILIES
 from .schedule import partition
 
-__all__ = ["allreduce", "allgather", "reduce_scatter", "broadcast"]
+__all__ = ["allreduce", "allreduce_start", "Pending", "allgather", "reduce_scatter", "broadcast"]
 
 
 def _resolve(family: str, algorithm: str, count: int, buf, lib) -> str:
@@ -79,6 +80,71 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         Before any message is sent, for unknown names or unusable buffers
         (on every rank when the check mode is on).
     """
+    return _begin(sendbuf, recvbuf, op, algorithm, comm, private=False).wait()
+
+
+def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None) -> "Pending":
+    """Start an all-reduce and return at once: :meth:`Pending.progress` moves it, :meth:`Pending.wait` ends it.
+
+    Same arguments, checks and result as :func:`allreduce`; the buffers
+    must not be touched until :meth:`Pending.wait` returns.  Several may be
+    in flight at once (each has its own scratch and its own duplicate of
+    the communicator, :data:`collectives._comm.PENDING_SLOTS` of them; the
+    start that would reuse one waits for its previous user first), started
+    in the same order on every rank.  Our algorithms post one round of messages at a time:
+    ``progress()`` tests the round in flight and, when it is complete,
+    reduces it and posts the next, so calling it between pieces of
+    computation (the layers of a backward pass) lets communication overlap
+    computation even without an asynchronous-progress thread in MPI.
+    ``"mpi"`` uses ``MPI_Iallreduce``.  cupy buffers are all-reduced before
+    this returns.
+    """
+    return _begin(sendbuf, recvbuf, op, algorithm, comm, private=True)
+
+
+class Pending:
+    """An all-reduce in flight (see :func:`allreduce_start`)."""
+
+    def __init__(self, recvbuf, finish, steps=None, request=None):
+        self._recvbuf, self._finish = recvbuf, finish
+        self._steps, self._request = steps, request
+        self._reqs = next(steps, None) if steps is not None else None
+        self.done = steps is None and request is None
+        if self.done:
+            finish()
+
+    def progress(self) -> bool:
+        """Advance without blocking as far as the messages allow; True once complete."""
+        if self.done:
+            return True
+        if self._request is not None:
+            if self._request.Test():
+                self._complete()
+            return self.done
+        while self._reqs is not None and MPI.Request.Testall(self._reqs):
+            self._reqs = next(self._steps, None)
+        if self._reqs is None:
+            self._complete()
+        return self.done
+
+    def wait(self):
+        """Block until complete; return the receive buffer."""
+        if not self.done:
+            if self._request is not None:
+                self._request.Wait()
+            else:
+                while self._reqs is not None:
+                    self._reqs = next(self._steps, None)
+            self._complete()
+        return self._recvbuf
+
+    def _complete(self):
+        self.done = True
+        self._finish()
+
+
+def _begin(sendbuf, recvbuf, op, algorithm, comm, private: bool) -> Pending:
+    """Validate (collectively), pick the algorithm, copy the send buffer, post the first round."""
     if op not in OPS:
         raise CollectiveError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
     lib = library_comm(comm)
@@ -97,18 +163,34 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
            ("algorithm", algorithm))
     _settle(lib, sig, error)
     if n == 0:
-        return recvbuf
+        return Pending(recvbuf, lambda: None)
     if B.is_cupy(sendbuf):
         work = B.to_host(sendbuf)
     else:
         work = B.flat(recvbuf)
         if recvbuf is not sendbuf:
             work[...] = B.flat(sendbuf)
-    FAMILIES["allreduce"][name](work, "sum" if op == "avg" else op, lib)
-    if op == "avg":
-        np.divide(work, p, out=work)
-    B.from_host(work, recvbuf)
-    return recvbuf
+    reduce_op = "sum" if op == "avg" else op
+
+    def finish():
+        if op == "avg":
+            np.divide(work, p, out=work)
+        B.from_host(work, recvbuf)
+
+    if not private or B.is_cupy(sendbuf):  # blocking: the shared engine scratch
+        FAMILIES["allreduce"][name](work, reduce_op, lib)
+        return Pending(recvbuf, finish)
+    slot = [None]
+    own, previous = pending_comm(lib, slot)
+    if previous and not previous[0].done:
+        previous[0].wait()  # PENDING_SLOTS starts ago, on the same communicator
+    if name == "mpi":
+        slot[0] = Pending(recvbuf, finish, request=mpi_native.allreduce_start(work, reduce_op, own))
+    else:
+        rounds = ALLREDUCE_ROUNDS[name](work, own)
+        tmp = np.empty(scratch_elements(rounds), work.dtype)
+        slot[0] = Pending(recvbuf, finish, steps=rounds_posted(rounds, work, own, reduce_op, tmp))
+    return slot[0]
 
 
 def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):

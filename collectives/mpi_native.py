@@ -47,6 +47,11 @@ def allreduce(work: np.ndarray, op: str, comm: MPI.Comm) -> None:
     comm.Allreduce(MPI.IN_PLACE, work, op=_OPS[op])
 
 
+def allreduce_start(work: np.ndarray, op: str, comm: MPI.Comm) -> MPI.Request:
+    """``MPI_Iallreduce`` in place on ``work``."""
+    return comm.Iallreduce(MPI.IN_PLACE, work, op=_OPS[op])
+
+
 def allgather(work: np.ndarray, offsets: tuple[int, ...], comm: MPI.Comm) -> None:
     """``MPI_Allgather`` (or ``Allgatherv`` for unequal blocks) in place, on bytes."""
     item = work.itemsize

@@ -41,26 +41,37 @@ def _elements(nbytes: int, work: np.ndarray) -> int:
     return max(1, nbytes // work.itemsize) if nbytes else 0
 
 
-def _ar(rounds_fn, *extra):
-    def run(work, op, comm):
+def _schedule(rounds_fn, *extra):
+    def rounds(work, comm):
         args = [e(work) for e in extra]
-        execute(rounds_fn(comm.Get_rank(), comm.Get_size(), work.size, *args), work, comm, op)
+        return rounds_fn(comm.Get_rank(), comm.Get_size(), work.size, *args)
 
-    run.__doc__ = rounds_fn.__doc__
+    rounds.__doc__ = rounds_fn.__doc__
+    return rounds
+
+
+#: All-reduce name -> ``rounds(work, comm)``, this rank's schedule (the hand-written ones).
+ALLREDUCE_ROUNDS = {
+    "naive_ps": _schedule(naive_ps.allreduce_rounds),
+    "sharded_ps": _schedule(sharded_ps.allreduce_rounds),
+    "ring": _schedule(ring.allreduce_rounds, lambda w: _elements(RING_SEGMENT_BYTES, w)),
+    "recursive_doubling": _schedule(recursive_doubling.allreduce_rounds),
+    "rabenseifner": _schedule(rabenseifner.allreduce_rounds),
+    "double_binary_tree": _schedule(
+        double_binary_tree.allreduce_rounds, lambda w: _elements(TREE_CHUNK_BYTES, w)
+    ),
+}
+
+
+def _ar(schedule):
+    def run(work, op, comm):
+        execute(schedule(work, comm), work, comm, op)
+
+    run.__doc__ = schedule.__doc__
     return run
 
 
-ALLREDUCE = {
-    "naive_ps": _ar(naive_ps.allreduce_rounds),
-    "sharded_ps": _ar(sharded_ps.allreduce_rounds),
-    "ring": _ar(ring.allreduce_rounds, lambda w: _elements(RING_SEGMENT_BYTES, w)),
-    "recursive_doubling": _ar(recursive_doubling.allreduce_rounds),
-    "rabenseifner": _ar(rabenseifner.allreduce_rounds),
-    "double_binary_tree": _ar(
-        double_binary_tree.allreduce_rounds, lambda w: _elements(TREE_CHUNK_BYTES, w)
-    ),
-    "mpi": mpi_native.allreduce,
-}
+ALLREDUCE = {**{name: _ar(f) for name, f in ALLREDUCE_ROUNDS.items()}, "mpi": mpi_native.allreduce}
 
 
 def _ag(rounds_fn):

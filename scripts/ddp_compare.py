@@ -1,0 +1,132 @@
+"""Our synchronous SGD beside PyTorch DistributedDataParallel (gloo, CPU), same model, batch, data, in one run.
+
+    pip install -e ".[compare]"        # torch==2.13.0, CPU build
+    mpiexec -n 2 python -m mpi4py scripts/ddp_compare.py --epochs 6 --json ddp.json
+
+Both train the digits MLP (64-128-10, relu) with SGD (momentum 0.9, weight
+decay 1e-4), the same global batch split over the ranks the same way (the
+index arrays come from our sampler), the same threads per rank, no data
+loader on either side (rows sliced from arrays in memory).  Throughput is
+training samples per second over the training steps of an epoch (no
+evaluation), the median over epochs after the first; the two alternate
+epoch blocks so that machine drift hits both.  torch.distributed learns
+rank and size from MPI; gloo meets on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import socket
+import sys
+import time
+
+import numpy as np
+from mpi4py import MPI
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from collectives import threads  # noqa: E402
+from training import sync_sgd  # noqa: E402
+from training.data import digits  # noqa: E402
+from training.sampler import GlobalBatchSampler  # noqa: E402
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def torch_epochs(args, comm, epochs: int) -> list[float]:
+    """DDP training; samples/s of each epoch's training steps."""
+    import torch
+    import torch.distributed as dist
+    from torch import nn
+
+    p, rank = comm.Get_size(), comm.Get_rank()
+    if not dist.is_initialized():
+        os.environ["MASTER_ADDR"] = "127.0.0.1"
+        os.environ["MASTER_PORT"] = str(comm.bcast(_free_port() if rank == 0 else None))
+        dist.init_process_group("gloo", rank=rank, world_size=p)
+    torch.manual_seed(args.seed)
+    model = nn.Sequential(nn.Linear(64, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 10))
+    ddp = nn.parallel.DistributedDataParallel(model)
+    opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
+    loss_fn = nn.CrossEntropyLoss(reduction="sum")
+    src = digits(seed=args.seed)
+    sampler = GlobalBatchSampler(src.n_train, args.batch, p, rank, args.seed)
+    rates = []
+    for epoch in range(epochs):
+        idx = sampler.epoch(epoch)
+        xs, ys = src.train_rows(idx.ravel())
+        xs, ys = torch.from_numpy(xs), torch.from_numpy(ys)
+        b = sampler.per_rank
+        comm.Barrier()
+        t0 = time.perf_counter()
+        for s in range(len(idx)):
+            opt.zero_grad(set_to_none=True)
+            # the global mean: DDP averages over ranks, so scale the local sum by P / global batch
+            loss = loss_fn(ddp(xs[s * b : (s + 1) * b]), ys[s * b : (s + 1) * b]) * (p / args.batch)
+            loss.backward()
+            opt.step()
+        wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
+        rates.append(len(idx) * args.batch / wall)
+    return rates
+
+
+def ours_epochs(args, comm, epochs: int) -> list[float]:
+    summary, _ = sync_sgd.run(["--epochs", str(epochs), "--batch", str(args.batch), "--lr", str(args.lr),
+                               "--hidden", str(args.hidden), "--allreduce", args.allreduce, "--quiet",
+                               "--seed", str(args.seed)], comm)
+    return [e["samples_per_s"] for e in summary["epochs_log"]]
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--epochs", type=int, default=6, help="epochs per block (the first of each is warm-up)")
+    ap.add_argument("--blocks", type=int, default=3, help="alternating blocks of ours and DDP's")
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--hidden", type=int, default=128)
+    ap.add_argument("--lr", type=float, default=0.05)
+    ap.add_argument("--allreduce", default="auto")
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--json", metavar="PATH")
+    args = ap.parse_args(argv)
+    comm = MPI.COMM_WORLD
+    try:
+        import torch
+    except ImportError:
+        if comm.Get_rank() == 0:
+            print("needs torch: pip install -e '.[compare]' (torch==2.13.0, CPU)", file=sys.stderr)
+        return 2
+    from collectives._comm import library_comm
+
+    library_comm(comm)  # our threads per rank; give torch the same
+    n_threads = threads.current()["numba"]
+    torch.set_num_threads(n_threads)
+    ours, theirs = [], []
+    for _ in range(args.blocks):
+        ours += ours_epochs(args, comm, args.epochs)[1:]
+        theirs += torch_epochs(args, comm, args.epochs)[1:]
+    result = {
+        "ranks": comm.Get_size(), "threads_per_rank": n_threads, "global_batch": args.batch,
+        "model": [64, args.hidden, 10], "allreduce": args.allreduce, "torch": torch.__version__,
+        "ours_samples_per_s": float(np.median(ours)), "ddp_samples_per_s": float(np.median(theirs)),
+        "ours_epochs": ours, "ddp_epochs": theirs,
+    }
+    result["ratio"] = result["ours_samples_per_s"] / result["ddp_samples_per_s"]
+    if comm.Get_rank() == 0:
+        print(f"# P={result['ranks']}, {n_threads} thread(s)/rank, global batch {args.batch}, digits MLP "
+              f"{result['model']}, torch {torch.__version__} gloo")
+        print(f"ours ({args.allreduce}): {result['ours_samples_per_s']:.0f} samples/s   "
+              f"DDP: {result['ddp_samples_per_s']:.0f} samples/s   ratio {result['ratio']:.2f}x")
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(result, f, indent=1)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
