@@ -182,7 +182,7 @@ def _begin(sendbuf, recvbuf, op, algorithm, comm, private: bool) -> Pending:
         return Pending(recvbuf, finish)
     slot = [None]
     own, previous = pending_comm(lib, slot)
-    if previous and not previous[0].done:
+    if previous and previous[0] is not None and not previous[0].done:
         previous[0].wait()  # PENDING_SLOTS starts ago, on the same communicator
     if name == "mpi":
         slot[0] = Pending(recvbuf, finish, request=mpi_native.allreduce_start(work, reduce_op, own))

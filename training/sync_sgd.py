@@ -301,7 +301,10 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
         loss_mean = world.allreduce(loss_sum) / max(n_steps * args.batch, 1)
         acc = _accuracy(model, source, world)
         busy = max(sum(split), 1e-12)
-        hidden = 1.0 - world.allreduce(exposed_sum) / world.allreduce(span_sum) if span_sum > 0 else 0.0
+        hidden = 0.0
+        if args.overlap:  # collective on every rank alike
+            span_all, exposed_all = world.allreduce(span_sum), world.allreduce(exposed_sum)
+            hidden = 1.0 - exposed_all / span_all if span_all > 0 else 0.0
         hidden_sum += hidden
         rec = {"epoch": epoch + 1, "loss": loss_mean, "test_accuracy": acc, "hidden": hidden,
                "samples_per_s": n_steps * args.batch / max(world.allreduce(wall, op=MPI.MAX), 1e-12),
