@@ -75,6 +75,20 @@ def test_resume_ends_bitwise_where_an_uninterrupted_run_ends(tmp_path_factory):
     assert resumed["steps"] == full["steps"]
 
 
+def test_bind_pins_each_rank_to_its_own_cores():
+    import os
+
+    comm = world()
+    cores = len(os.sched_getaffinity(0)) * comm.Get_size()  # before: every rank may use all
+    if comm.Get_size() > len(os.sched_getaffinity(0)):
+        pytest.skip("more ranks than cores: compact placement cannot give each its own")
+    summary, _ = sync_sgd.run(["--epochs", "1", "--quiet", "--bind", "compact"], comm)
+    mine = os.sched_getaffinity(0)
+    masks = comm.allgather(sorted(mine))
+    assert all(set(a).isdisjoint(b) for i, a in enumerate(masks) for b in masks[i + 1:])
+    assert summary["threads"]["numba"] == len(mine) and cores > 0
+
+
 def test_hdf5_data_each_rank_reads_its_rows(tmp_path_factory):
     from sklearn.datasets import load_digits
 

@@ -80,6 +80,8 @@ def parser() -> argparse.ArgumentParser:
     c.add_argument("--bucket-mb", type=float, default=1.0, help="gradient bucket size in MiB (default 1)")
     c.add_argument("--overlap", action="store_true",
                    help="all-reduce each bucket as soon as backward has filled it, progressed between layers")
+    c.add_argument("--bind", choices=["compact", "spread", "socket"],
+                   help="pin ranks, their threads and memory (numa.bind) before training")
     c.add_argument("--threads", type=int, help="Numba/BLAS threads per rank (default: cores / ranks per node)")
     c.add_argument("--check", action="store_true", help="compare parameter checksums across ranks every step")
     o = ap.add_argument_group("checkpoints and output")
@@ -213,6 +215,15 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
     except (ValueError, OSError) as e:
         error = str(e)
     _agree_or_exit(world, error)
+    if args.bind:
+        import numa
+
+        try:
+            numa.bind(args.bind, world, args.threads)
+        except ValueError as e:  # the same on every rank (numa.bind agrees first)
+            if world.Get_rank() == 0:
+                print(f"training.sync_sgd: {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
     library_comm(world)  # threads per rank, before the first kernel
     model = MLP(sizes, args.act, seed=args.seed)
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
