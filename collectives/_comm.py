@@ -78,26 +78,25 @@ PENDING_SLOTS = 8
 _POOL = MPI.Comm.Create_keyval()
 
 
-def pending_comm(lib: MPI.Comm, owner) -> tuple[MPI.Comm, object]:
-    """The communicator for the next nonblocking all-reduce on ``lib``, and the one it displaces.
+def pending_comm(lib: MPI.Comm) -> tuple[MPI.Comm, list]:
+    """The communicator for the next nonblocking all-reduce on ``lib``, and its slot.
 
     Operations in flight at the same time must not share a communicator:
     their rounds use the same tags.  The ``k``-th start on ``lib`` takes
     duplicate ``k mod PENDING_SLOTS`` (created on first use, collectively;
     every rank starts in the same order, so every rank picks the same one).
-    The previous ``owner`` of that slot is returned so the caller can wait
-    for it first.
+    The slot is a one-element list holding the operation that used the
+    duplicate last (or None): the caller waits for it, then puts its own there.
     """
     pool = lib.Get_attr(_POOL)
     if pool is None:
-        pool = {"next": 0, "comms": [None] * PENDING_SLOTS, "owners": [None] * PENDING_SLOTS}
+        pool = {"next": 0, "comms": [None] * PENDING_SLOTS, "slots": [[None] for _ in range(PENDING_SLOTS)]}
         lib.Set_attr(_POOL, pool)
-    slot = pool["next"] % PENDING_SLOTS
+    k = pool["next"] % PENDING_SLOTS
     pool["next"] += 1
-    if pool["comms"][slot] is None:
-        pool["comms"][slot] = lib.Dup()
-    previous, pool["owners"][slot] = pool["owners"][slot], owner
-    return pool["comms"][slot], previous
+    if pool["comms"][k] is None:
+        pool["comms"][k] = lib.Dup()
+    return pool["comms"][k], pool["slots"][k]
 
 
 def ranks_per_node(lib: MPI.Comm) -> int:

@@ -180,10 +180,9 @@ def _begin(sendbuf, recvbuf, op, algorithm, comm, private: bool) -> Pending:
     if not private or B.is_cupy(sendbuf):  # blocking: the shared engine scratch
         FAMILIES["allreduce"][name](work, reduce_op, lib)
         return Pending(recvbuf, finish)
-    slot = [None]
-    own, previous = pending_comm(lib, slot)
-    if previous and previous[0] is not None and not previous[0].done:
-        previous[0].wait()  # PENDING_SLOTS starts ago, on the same communicator
+    own, slot = pending_comm(lib)
+    if slot[0] is not None and not slot[0].done:
+        slot[0].wait()  # PENDING_SLOTS starts ago, on the same communicator
     if name == "mpi":
         slot[0] = Pending(recvbuf, finish, request=mpi_native.allreduce_start(work, reduce_op, own))
     else:

@@ -38,7 +38,7 @@ from collectives._comm import library_comm
 from collectives.schedule import partition
 
 from . import checkpoint
-from .data import DataError, open_source
+from .data import open_source
 from .model import MLP
 from .optim import SGD, learning_rate
 from .sampler import GlobalBatchSampler
