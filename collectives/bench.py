@@ -29,6 +29,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import api
+from ._buffers import page_aligned
 from ._comm import library_comm
 from .registry import ALGORITHMS
 
@@ -102,18 +103,25 @@ def environment(comm: MPI.Comm) -> dict:
 
 
 def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
+    """Send and receive buffers, page-aligned so that malloc's offsets do not decide copy speeds."""
     n = max(nbytes // dtype.itemsize, 1)
     rng = np.random.default_rng(rank)
+
+    def filled(count):
+        a = page_aligned(count, dtype)
+        a[...] = rng.random(count)
+        return a
+
     if collective == "allgather":
         m = max(n // p, 1)
-        return rng.random(m).astype(dtype), np.empty(m * p, dtype), m * p
+        return filled(m), page_aligned(m * p, dtype), m * p
     if collective == "reduce_scatter":
         from .schedule import partition
 
         off = partition(n, p)
-        return rng.random(n).astype(dtype), np.empty(off[rank + 1] - off[rank], dtype), n
-    x = rng.random(n).astype(dtype)
-    return x, (x if collective == "broadcast" else np.empty_like(x)), n
+        return filled(n), page_aligned(off[rank + 1] - off[rank], dtype), n
+    x = filled(n)
+    return x, (x if collective == "broadcast" else page_aligned(n, dtype)), n
 
 
 def _repeats(nbytes: int, budget: float) -> int:

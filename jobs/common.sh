@@ -4,20 +4,74 @@
 #             pmix for an Open MPI built with PMIx. The wrong one starts P worlds of
 #             one rank each without an error: check_world catches that.
 # PYTHON:     the interpreter that has this package and mpi4py (default: python).
-# UCX_NET_DEVICES: PyPI MPICH talks through UCX; on a single node, or a VM whose network
-#             UCX cannot describe (MPI_Init fails now and then: "failed to unpack address,
-#             invalid bandwidth"), export UCX_NET_DEVICES=lo before sbatch.
+#
+# Stale MPICH shared memory (clear_stale_shm, run once here and after a failed step):
+#   MPICH puts the ranks of a node in one POSIX shared-memory segment,
+#   /dev/shm/mpich_shm_<hash>_<node> (and mpich_vci_..., with several VCIs), whose name
+#   is a hash of the PMI job id, under srun --mpi=pmi2 "<job id>.<step id>". The first
+#   rank to create it sets it up; only MPI_Finalize removes it. A step that fails or is
+#   killed leaves it behind, and a later step with the same job and step id (a Slurm
+#   whose job ids began again at 1: a new StateSaveLocation, as in a test cluster, or a
+#   counter that wrapped) finds it: every rank opens it as a late comer, nobody sets it
+#   up, and MPI_Init reads the dead job's messages. It fails there, in UCX's address
+#   exchange ("failed to unpack address, invalid bandwidth 0.00",
+#   "no active messages transport"), with "Message truncated", or hangs; whether it
+#   does depends on the leftover, hence "now and then". UCX settings (UCX_TLS,
+#   UCX_NET_DEVICES) and --cpu-bind do not change it, MPIR_CVAR_NOLOCAL=1 hides it by
+#   giving up shared memory, and mpiexec never meets it (Hydra's job id differs on
+#   every run). So before the first step, one task per node (a step of its own, a
+#   fraction of a second) removes the segments named after this job's id, which can
+#   only be another job's, and after a failed step those of this job, whose ranks are
+#   gone (steps here run one at a time); a segment some process still maps is kept.
 set -euo pipefail
 cd "${KIT_DIR:-${SLURM_SUBMIT_DIR:-.}}"
 MPI_PLUGIN=${MPI_PLUGIN:-pmi2}
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-results/slurm}
 mkdir -p "$OUT"
+# every /dev/shm/mpich_{shm,vci}_<hash>_<node>, <hash> the FNV-1a of "$SLURM_JOB_ID.<step>",
+# that no process on the node has mapped
+_STALE_SHM_PY='
+import glob, os
+job = os.environ["SLURM_JOB_ID"]
+def fnv1a(s):
+    h = 2166136261
+    for b in s.encode():
+        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
+    return "%x" % h
+ours = {fnv1a("%s.%d" % (job, step)) for step in range(4096)}
+stale = [n for n in os.listdir("/dev/shm") if n.split("_")[:2] in (["mpich", "shm"], ["mpich", "vci"])
+         and len(n.split("_")) == 4 and n.split("_")[2] in ours]
+mapped = set()
+for maps in glob.glob("/proc/[0-9]*/maps") if stale else ():
+    try:
+        mapped.update(line.split()[-1] for line in open(maps) if "/dev/shm/mpich_" in line)
+    except OSError:
+        pass
+for name in stale:
+    if "/dev/shm/" + name not in mapped:
+        try:
+            os.unlink("/dev/shm/" + name)
+            print("removed stale /dev/shm/%s on %s" % (name, os.uname().nodename))
+        except FileNotFoundError:
+            pass
+        except OSError as e:
+            print("cannot remove stale /dev/shm/%s on %s: %s" % (name, os.uname().nodename, e))
+'
+clear_stale_shm() {
+    srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 \
+        --cpus-per-task=1 --overlap --mpi=none --cpu-bind=none "$PYTHON" -c "$_STALE_SHM_PY" \
+        || echo "clear_stale_shm: could not check /dev/shm on every node" >&2
+}
 # one rank per task, pinned to its cores (Slurm's task/affinity); each rank runs
 # SLURM_CPUS_PER_TASK Numba and BLAS threads (collectives.threads reads it)
 # a rank that fails ends the step at once instead of leaving the others waiting
-launch() { srun --mpi="$MPI_PLUGIN" --cpu-bind=cores --kill-on-bad-exit=1 "$@"; }
+launch() {
+    srun --mpi="$MPI_PLUGIN" --cpu-bind=cores --kill-on-bad-exit=1 "$@" \
+        || { local rc=$?; clear_stale_shm; return "$rc"; }
+}
 # the MPI world must be what Slurm allocated; prints every rank's binding
 check_world() {
     launch "$PYTHON" -m numa --expect-ranks "$SLURM_NTASKS" --json "$OUT/numa_${SLURM_JOB_ID}.json"
 }
+if [ -n "${SLURM_JOB_ID:-}" ]; then clear_stale_shm; fi

@@ -3,29 +3,51 @@
 #
 #   bash scripts/slurm_local.sh start DIR   # install (Debian) if missing, configure in DIR, start munged,
 #                                           # slurmctld, slurmd; prints "export SLURM_CONF=DIR/slurm.conf"
-#   bash scripts/slurm_local.sh stop DIR    # stop the daemons started from DIR
+#   bash scripts/slurm_local.sh stop DIR    # stop the daemons started from DIR (and their slurmstepd),
+#                                           # SIGKILL after 10 s; exits 1 if any is left
 #
 # Exits 1 with a reason on stderr when Slurm cannot be installed or started
 # (the tests then skip and say why).
 set -u
 cmd=${1:?start or stop}; dir=${2:?state directory}
 mkdir -p "$dir"; dir=$(cd "$dir" && pwd)
-if [ "$cmd" = stop ]; then
-    SLURM_CONF=$dir/slurm.conf scancel --user="$(id -un)" 2>/dev/null
-    pids=""
-    for d in slurmd slurmctld munged; do
-        [ -f "$dir/$d.pid" ] && pids="$pids $(cat "$dir/$d.pid")"
+# The daemons of the cluster in DIR, whatever the pid files say: slurmctld, slurmd, slurmstepd
+# and munged carrying SLURM_CONF=DIR/slurm.conf in their environment (start exports it before
+# starting them), so another cluster's daemons, or a pid reused since, are left alone.
+ours() {
+    local p comm
+    for p in /proc/[0-9]*; do
+        read -r comm 2>/dev/null <"$p/comm" || continue
+        case $comm in slurmctld|slurmd|slurmstepd|munged) ;; *) continue ;; esac
+        tr '\0' '\n' 2>/dev/null <"$p/environ" | grep -qxF "SLURM_CONF=$dir/slurm.conf" && echo "${p#/proc/}"
     done
-    [ -n "$pids" ] && kill $pids 2>/dev/null
-    for _ in $(seq 20); do  # up to 10 s for a clean shutdown, then no more waiting
-        alive=""
-        for p in $pids; do kill -0 "$p" 2>/dev/null && alive="$alive $p"; done
-        [ -z "$alive" ] && exit 0
+}
+if [ "$cmd" = stop ]; then
+    export SLURM_CONF=$dir/slurm.conf
+    if [ -n "$(ours)" ]; then
+        timeout 10 scancel --user="$(id -un)" 2>/dev/null
+        for _ in $(seq 20); do  # up to 10 s for slurmd to end the steps: slurmstepd ignores SIGTERM
+            [ -z "$(timeout 5 squeue -h -t PD,R,CG,S 2>/dev/null)" ] && break
+            sleep 0.5
+        done
+    fi
+    seen=""
+    for i in $(seq 30); do  # SIGTERM, up to 10 s for a clean shutdown, then SIGKILL and up to 5 s more
+        pids=$(ours)
+        if [ -z "$pids" ]; then  # and up to 5 s for init to reap them (pgrep lists zombies too)
+            for _ in $(seq 10); do
+                left=""; for p in $seen; do [ -e "/proc/$p" ] && left=1; done
+                [ -z "$left" ] && break
+                sleep 0.5
+            done
+            exit 0
+        fi
+        seen="$seen $pids"
+        case $i in 1) kill $pids 2>/dev/null ;; 21) kill -9 $pids 2>/dev/null ;; esac
         sleep 0.5
     done
-    kill -9 $alive 2>/dev/null
-    pkill -9 -f "slurmstepd.*$dir" 2>/dev/null
-    exit 0
+    echo "still running after SIGKILL: $(ps -o pid=,args= -p "$(echo $pids | tr ' ' ,)")" >&2
+    exit 1
 fi
 need() { command -v "$1" >/dev/null 2>&1; }
 if ! need slurmctld || ! need slurmd || ! need sbatch || ! need munged; then

@@ -27,7 +27,8 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
     d = _shared_dir(tmp_path_factory)
     js, h5, png = f"{d}/ab.json", f"{d}/ab.h5", f"{d}/ab.png"
     try:
-        rc = alphabeta.main(["--max-bytes", "64K", "--budget", "0.002", "--max-pairs", "3",
+        # up to 1 MiB, so the last fitted regime has a slope even when four ranks share two cores
+        rc = alphabeta.main(["--max-bytes", "1M", "--budget", "0.002", "--max-pairs", "3",
                              "--predict", "--predict-max-bytes", "16K", "--bench-budget", "0.002",
                              "--json", js, "--output", h5, "--plot", png])
     finally:
