@@ -48,7 +48,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import auto, cost_model
-from ._buffers import page_aligned
+from ._buffers import at_page_offset
 from ._comm import library_comm, ranks_per_node
 from .bench import environment, format_size, parse_size, sizes
 from .hockney import Piecewise, fit
@@ -81,12 +81,12 @@ POOL = 3
 
 
 def _pool(nbytes: int, dtype=np.uint8) -> list[np.ndarray]:
-    """``POOL`` page-aligned buffers (see :func:`collectives._buffers.page_aligned`), filled."""
+    """``POOL`` buffers at one page offset (see :func:`collectives._buffers.at_page_offset`), filled."""
     count = max(nbytes // np.dtype(dtype).itemsize, 1)
     rng = np.random.default_rng(1)
     out = []
     for _ in range(POOL):
-        b = page_aligned(count, dtype)
+        b = at_page_offset(count, dtype)
         b[...] = rng.random(count) if dtype != np.uint8 else 1
         out.append(b)
     return out

@@ -9,7 +9,9 @@ Method (OSU conventions): sizes double from ``--min-bytes`` to
 ``--max-bytes``; for each size every algorithm is warmed up, then timed
 call by call with a barrier before each call, taking the slowest rank's time
 per call and the median over repeats.  Algorithms are interleaved within a
-size so that drift of the machine hits them all alike.  Bandwidths follow
+size, in a new order every repeat (the same on every rank), so that drift of
+the machine hits them all alike and none always runs in the cache state one
+neighbour leaves.  Bandwidths follow
 nccl-tests: all-reduce busbw = size/t * 2(P-1)/P; all-gather and
 reduce-scatter busbw = size/t * (P-1)/P, where size is the full vector;
 broadcast busbw = algbw.
@@ -29,7 +31,7 @@ import numpy as np
 from mpi4py import MPI
 
 from . import api
-from ._buffers import page_aligned
+from ._buffers import at_page_offset
 from ._comm import library_comm
 from .registry import ALGORITHMS
 
@@ -103,25 +105,25 @@ def environment(comm: MPI.Comm) -> dict:
 
 
 def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
-    """Send and receive buffers, page-aligned so that malloc's offsets do not decide copy speeds."""
+    """Send and receive buffers, all at one offset in their pages (numpy's usual), so malloc does not decide copy speeds."""
     n = max(nbytes // dtype.itemsize, 1)
     rng = np.random.default_rng(rank)
 
     def filled(count):
-        a = page_aligned(count, dtype)
+        a = at_page_offset(count, dtype)
         a[...] = rng.random(count)
         return a
 
     if collective == "allgather":
         m = max(n // p, 1)
-        return filled(m), page_aligned(m * p, dtype), m * p
+        return filled(m), at_page_offset(m * p, dtype), m * p
     if collective == "reduce_scatter":
         from .schedule import partition
 
         off = partition(n, p)
-        return filled(n), page_aligned(off[rank + 1] - off[rank], dtype), n
+        return filled(n), at_page_offset(off[rank + 1] - off[rank], dtype), n
     x = filled(n)
-    return x, (x if collective == "broadcast" else page_aligned(n, dtype)), n
+    return x, (x if collective == "broadcast" else at_page_offset(n, dtype)), n
 
 
 def _repeats(nbytes: int, budget: float) -> int:
@@ -149,8 +151,12 @@ def run(args, comm: MPI.Comm) -> list[dict]:
             for _ in range(args.warmup):
                 call(x, y, a, comm)
         times = {a: [] for a in algs}
+        # a fresh order every repeat, the same on every rank: each algorithm follows
+        # each other one alike, so none always inherits one neighbour's cache state
+        order = np.random.default_rng(nbytes)
         for _ in range(reps):
-            for a in algs:
+            for i in order.permutation(len(algs)):
+                a = algs[i]
                 comm.Barrier()
                 t0 = time.perf_counter()
                 call(x, y, a, comm)

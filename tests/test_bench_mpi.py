@@ -46,3 +46,19 @@ def test_size_parsing():
     assert bench.parse_size("1KB") == 1024
     assert bench.sizes(4, 64) == [4, 8, 16, 32, 64]
     assert bench.bus_factor("allreduce", 4) == 1.5
+
+
+@pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
+@pytest.mark.parametrize("count", [0, 1, 7, 1000, 1 << 18])
+def test_bench_buffers_share_one_page_offset(count, dtype):
+    from collectives._buffers import MALLOC_OFFSET, PAGE, at_page_offset
+
+    a = at_page_offset(count, dtype)
+    assert a.dtype == dtype and a.shape == (count,) and a.flags.c_contiguous
+    assert count == 0 or a.ctypes.data % PAGE == MALLOC_OFFSET  # an empty view has no address to speak of
+    a[...] = 3  # the whole view is writable memory of its own
+    assert np.all(a == 3)
+    assert count == 0 or at_page_offset(count, dtype, offset=0).ctypes.data % PAGE == 0
+    x, y, n = bench._buffers("allreduce", max(count, 1) * 4, np.dtype(np.float32), 2, 0)
+    assert x.ctypes.data % PAGE == y.ctypes.data % PAGE == MALLOC_OFFSET and n == x.size == y.size
+    assert np.all((x >= 0) & (x < 1)) and np.unique(x).size > min(n, 2) - 1
