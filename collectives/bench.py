@@ -105,7 +105,11 @@ def environment(comm: MPI.Comm) -> dict:
 
 
 def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
-    """Send and receive buffers, all at one offset in their pages (numpy's usual), so malloc does not decide copy speeds."""
+    """Send and receive buffers, all at one offset in their pages (numpy's usual).
+
+    So that malloc's placement does not decide copy speeds (see
+    :func:`collectives._buffers.at_page_offset`).
+    """
     n = max(nbytes // dtype.itemsize, 1)
     rng = np.random.default_rng(rank)
 

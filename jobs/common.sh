@@ -5,7 +5,8 @@
 #             one rank each without an error: check_world catches that.
 # PYTHON:     the interpreter that has this package and mpi4py (default: python).
 #
-# Stale MPICH shared memory (clear_stale_shm, run once here and after a failed step):
+# Stale MPICH shared memory (clear_stale_shm: scripts/mpich_stale_shm.py, run once here
+# and after a failed step):
 #   MPICH puts the ranks of a node in one POSIX shared-memory segment,
 #   /dev/shm/mpich_shm_<hash>_<node> (and mpich_vci_..., with several VCIs), whose name
 #   is a hash of the PMI job id, under srun --mpi=pmi2 "<job id>.<step id>". The first
@@ -29,38 +30,9 @@ MPI_PLUGIN=${MPI_PLUGIN:-pmi2}
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-results/slurm}
 mkdir -p "$OUT"
-# every /dev/shm/mpich_{shm,vci}_<hash>_<node>, <hash> the FNV-1a of "$SLURM_JOB_ID.<step>",
-# that no process on the node has mapped
-_STALE_SHM_PY='
-import glob, os
-job = os.environ["SLURM_JOB_ID"]
-def fnv1a(s):
-    h = 2166136261
-    for b in s.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return "%x" % h
-ours = {fnv1a("%s.%d" % (job, step)) for step in range(4096)}
-stale = [n for n in os.listdir("/dev/shm") if n.split("_")[:2] in (["mpich", "shm"], ["mpich", "vci"])
-         and len(n.split("_")) == 4 and n.split("_")[2] in ours]
-mapped = set()
-for maps in glob.glob("/proc/[0-9]*/maps") if stale else ():
-    try:
-        mapped.update(line.split()[-1] for line in open(maps) if "/dev/shm/mpich_" in line)
-    except OSError:
-        pass
-for name in stale:
-    if "/dev/shm/" + name not in mapped:
-        try:
-            os.unlink("/dev/shm/" + name)
-            print("removed stale /dev/shm/%s on %s" % (name, os.uname().nodename))
-        except FileNotFoundError:
-            pass
-        except OSError as e:
-            print("cannot remove stale /dev/shm/%s on %s: %s" % (name, os.uname().nodename, e))
-'
 clear_stale_shm() {
     srun --nodes="$SLURM_JOB_NUM_NODES" --ntasks="$SLURM_JOB_NUM_NODES" --ntasks-per-node=1 \
-        --cpus-per-task=1 --overlap --mpi=none --cpu-bind=none "$PYTHON" -c "$_STALE_SHM_PY" \
+        --cpus-per-task=1 --overlap --mpi=none --cpu-bind=none "$PYTHON" scripts/mpich_stale_shm.py \
         || echo "clear_stale_shm: could not check /dev/shm on every node" >&2
 }
 # one rank per task, pinned to its cores (Slurm's task/affinity); each rank runs

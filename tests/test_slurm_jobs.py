@@ -22,6 +22,8 @@ import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 OUT = os.path.join(ROOT, "results", "slurm")
+sys.path.insert(0, os.path.join(ROOT, "scripts"))
+import mpich_stale_shm  # noqa: E402  (the jobs' own cleanup: the names it removes are the ones planted here)
 
 
 @pytest.fixture(scope="module")
@@ -128,15 +130,6 @@ def test_wrong_mpi_plugin_is_caught(slurm):
     assert "expected 2" in _log(job)
 
 
-def _mpich_segment(pmi_job_id: str) -> str:
-    """MPICH's shared memory for the ranks on node 0 of the world whose PMI job id is
-    ``pmi_job_id`` (srun --mpi=pmi2: "<job id>.<step id>"): its FNV-1a hash, in hex."""
-    h = 2166136261
-    for b in pmi_job_id.encode():
-        h = ((h ^ b) * 16777619) & 0xFFFFFFFF
-    return f"/dev/shm/mpich_shm_{h:x}_0"
-
-
 CRASH = ("from mpi4py import MPI; import os; c = MPI.COMM_WORLD; c.Barrier(); "
          "os._exit(3) if c.rank == 0 else c.Barrier()")
 
@@ -157,11 +150,11 @@ def test_stale_shared_memory_of_a_crashed_job(slurm):
     planted = []
     try:
         assert _wait(slurm, crashed) == "FAILED"
-        left = _mpich_segment(f"{crashed}.0")
+        left = mpich_stale_shm.segment(f"{crashed}.0")
         assert os.path.exists(left), f"the crashed step left no {left}: has MPICH changed its naming?"
         job = _submit(slurm, "sync_sgd_1node.sbatch", "--hold", *TWO, exports="SYNC_SGD_ARGS=--epochs 1")
         for step in range(4):
-            planted.append(_mpich_segment(f"{job}.{step}"))
+            planted.append(mpich_stale_shm.segment(f"{job}.{step}"))
             shutil.copyfile(left, planted[-1])
         subprocess.run(["scontrol", "release", job], env=slurm, check=True, timeout=60)
         state = _wait(slurm, job)
@@ -170,6 +163,6 @@ def test_stale_shared_memory_of_a_crashed_job(slurm):
         assert "removed stale /dev/shm/mpich_shm_" in text
         assert not [p for p in planted if os.path.exists(p)]
     finally:
-        for p in [_mpich_segment(f"{crashed}.0"), *planted]:
+        for p in [mpich_stale_shm.segment(f"{crashed}.0"), *planted]:
             if os.path.exists(p):
                 os.remove(p)
