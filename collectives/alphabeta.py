@@ -7,19 +7,26 @@ Launch::
     python -m collectives.alphabeta --simulate --profile ab.json --plot winners.png
 
 What it measures (OSU method: warm-up, a barrier before each size, the
-iteration count scaled down with size, the median):
+iteration count scaled down with size, the median; each size's samples are
+split over ``--passes`` passes through the sizes, so that a slow spell of a
+shared machine hits one pass of a size, not all of it):
 
 - **ping-pong** between a pair of ranks, 0 B to ``--max-bytes``, for one pair
   on the same node and, with several nodes, one pair on different nodes;
-  half the round trip is the one-way time ``T(n)``.  Each is fitted with a
-  piecewise Hockney model ``T(n) = alpha + beta*n`` (:mod:`collectives.hockney`),
-  with a breakpoint wherever the protocol changes.
-- **gamma**: our reduce kernel (sum, float32, as the engine runs it, with
-  every rank of the node reducing at once, so memory bandwidth is shared as
-  it is in a collective), and a memory copy, fitted the same way.
+  half the round trip is the one-way time ``T(n)``; and an **exchange**, both
+  ranks sending ``n`` bytes at once, posted and waited for as the engine
+  runs a round.  Each is fitted with a piecewise Hockney model
+  ``T(n) = alpha + beta*n`` (:mod:`collectives.hockney`), with a breakpoint
+  wherever the protocol changes.
+- **gamma**: our reduce kernel (sum, float32) and a memory copy, fitted the
+  same way, each timed where the library runs it (right after an exchange,
+  writing the buffer the peer just read, see :func:`local_kernel`) with
+  every rank of the node working at once, so memory bandwidth is shared as
+  it is in a collective.
 - **software overheads** of our engine: the time per round beyond the
-  network latency (from schedules of 1 to 16 one-element rounds) and per
-  call (a one-element recursive-doubling all-reduce minus its predicted rounds).
+  messages and reductions the model charges for it (from schedules of 1 to
+  16 one-element rounds) and per call (a one-element recursive-doubling
+  all-reduce minus its predicted rounds).
 - **pairs** (P > 2): alpha and beta of every pair (a sample of
   ``--max-pairs`` when there are more), ranks grouped by node, so intra- and
   inter-node links show apart.
@@ -50,7 +57,7 @@ from mpi4py import MPI
 from . import auto, cost_model
 from ._buffers import at_page_offset
 from ._comm import library_comm, ranks_per_node
-from .bench import environment, format_size, parse_size, sizes
+from .bench import environment, format_size, parse_size, positive_int, sizes
 from .hockney import Piecewise, fit
 from .profile import Profile, default_path, load
 
@@ -68,9 +75,14 @@ def sweep_sizes(max_bytes: int) -> list[int]:
 
 
 def _iterations(nbytes: int, budget: float, guess_bw: float = 5e9, guess_lat: float = 5e-6) -> int:
-    """OSU-like: many iterations for small sizes, at least 10 for the largest."""
+    """OSU-like: many iterations for small sizes, at least 20 for the largest.
+
+    On the shared dev VM one 8 MiB exchange varies by about 30 % from call
+    to call, so a median of 15 moved by +-15 % between neighbouring blocks;
+    the default budget gives about 70 samples there.
+    """
     per = 2 * (guess_lat + nbytes / guess_bw)
-    return int(min(1000, max(10, budget / per)))
+    return int(min(1000, max(20, budget / per)))
 
 
 #: Buffers each measurement cycles through: an out-of-place all-reduce
@@ -92,74 +104,132 @@ def _pool(nbytes: int, dtype=np.uint8) -> list[np.ndarray]:
     return out
 
 
-def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup: int = 5,
-             exchange: bool = False):
+def _exchange(comm: MPI.Comm, send, recv, peer: int) -> None:
+    """Swap ``send`` for ``recv`` with ``peer`` as :mod:`collectives._engine` runs a round.
+
+    Receive posted first, then the send; wait for the receive, then the
+    send.  Not ``Sendrecv``: the engine's two requests and two waits cost
+    0.6-0.9 us more per exchange (dev VM, MPICH, 4-64 KiB), and the model
+    should charge what the engine pays.
+    """
+    r = comm.Irecv(recv, peer, TAG)
+    s = comm.Isend(send, peer, TAG)
+    r.Wait()
+    s.Wait()
+
+
+def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup: int = 3,
+             exchange: bool = False, passes: int = 1):
     """One-way message times between ranks ``a`` and ``b``; every rank of ``comm`` calls this.
 
     Ping-pong: half the round trip.  ``exchange``: both send ``n`` bytes to
-    each other at once (``Sendrecv``), the time of one exchange.  Returns
-    ``{nbytes: array of seconds}`` on ``a`` (empty elsewhere).
+    each other at once, posted and completed as the engine runs a round
+    (:func:`_exchange`), the time of one exchange.  ``passes``: the
+    iterations of each size are split over this many passes through the
+    sizes (see :func:`_passes`).  Returns ``{nbytes: array of seconds}`` on
+    ``a`` (empty elsewhere).
     """
     rank = comm.Get_rank()
-    out = {}
-    for n in nbytes_list:
-        iters = _iterations(n, budget)
-        comm.Barrier()
-        if rank not in (a, b):
-            continue
-        bufs = _pool(n)
-        peer = b if rank == a else a
-        samples = np.empty(iters)
-        for k in range(-warmup, iters):
-            send = [bufs[k % POOL][:n], MPI.BYTE]
-            recv = [bufs[(k + 1) % POOL][:n], MPI.BYTE]
-            t0 = time.perf_counter()
-            if exchange:
-                comm.Sendrecv(send, peer, TAG, recv, peer, TAG)
-                dt = time.perf_counter() - t0
-            elif rank == a:
-                comm.Send(send, peer, TAG)
-                comm.Recv(recv, peer, TAG)
-                dt = (time.perf_counter() - t0) / 2
-            else:
-                comm.Recv(recv, peer, TAG)
-                comm.Send(send, peer, TAG)
-                dt = 0.0
-            if k >= 0:
-                samples[k] = dt
+    peer = b if rank == a else a
+    mine = rank in (a, b)
+    pools = {n: _pool(n) for n in nbytes_list} if mine else {}
+
+    def once(n, k):
+        bufs = pools[n]
+        send = [bufs[k % POOL][:n], MPI.BYTE]
+        recv = [bufs[(k + 1) % POOL][:n], MPI.BYTE]
+        t0 = time.perf_counter()
+        if exchange:
+            _exchange(comm, send, recv, peer)
+            return time.perf_counter() - t0
         if rank == a:
-            out[n] = samples
+            comm.Send(send, peer, TAG)
+            comm.Recv(recv, peer, TAG)
+            return (time.perf_counter() - t0) / 2
+        comm.Recv(recv, peer, TAG)
+        comm.Send(send, peer, TAG)
+        return 0.0
+
+    def block(n, iters, warm):
+        comm.Barrier()
+        if not mine:
+            return []
+        for k in range(warm):
+            once(n, k)
+        return [once(n, k) for k in range(iters)]
+
+    out = _passes(nbytes_list, lambda n: _iterations(n, budget), passes, warmup, block)
     comm.Barrier()
-    return out
+    return out if rank == a else {}
 
 
-def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float):
+def _passes(nbytes_list, iterations, passes: int, warmup: int, block) -> dict:
+    """``{n: samples}`` from ``block(n, iters, warm)`` run ``passes`` times through the sizes.
+
+    Callers keep each size's buffers for all passes, allocated as a user's
+    array of that size would be (numpy asks for transparent huge pages
+    from 4 MiB, so a slice of one larger array is not the same memory):
+    the profile to 64 MiB holds about 600 MiB per rank.
+
+    Each pass takes its share of ``iterations(n)`` after ``warm`` untimed
+    iterations (``warmup`` in the first pass, one after).  A slow spell of
+    a shared machine (the dev VM has bursts of about 0.3 s with memory 25 %
+    slower) then hits one pass of a size rather than all its samples, and
+    the profile and ``--predict``'s bench sample the same spread of time.
+    """
+    out = {n: [] for n in nbytes_list}
+    for i in range(passes):
+        for n in nbytes_list:
+            out[n] += block(n, -(-iterations(n) // passes), warmup if i == 0 else 1)
+    return {n: np.array(v) for n, v in out.items()}
+
+
+def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1):
     """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once.
 
-    Returns ``{nbytes: array of seconds}`` (each sample the slowest rank's) on every rank.
+    Both are timed where the library runs them: right after an untimed
+    exchange with rank ``r ^ 1`` (a rank without a partner skips it).  The
+    reduce adds the buffer just received into the one just sent, as the
+    engine does; the copy writes the buffer just sent, as the API's copy of
+    the send buffer into the result writes the buffer the last call sent
+    from.  That is dearer than writing buffers no other core has touched:
+    the peer's core has just read the destination, so every line written
+    must first be taken back from it (dev VM, P = 2: a 64 KiB reduce took
+    6 us against 3 us for the kernel alone, 21 against 10 at 256 KiB; the
+    API's 64 KiB copy 6 us against 2.5).  ``passes``: see :func:`_passes`.
+
+    Returns ``{nbytes: array of seconds}`` (each sample the slowest rank's)
+    on every rank; ``nbytes`` are whole float32 elements.
     """
     from .reduce_ops import combine
 
-    out = {}
-    for n in nbytes_list:
-        bufs = _pool(n, np.float32)
+    rank, p = comm.Get_rank(), comm.Get_size()
+    peer = rank ^ 1 if (rank ^ 1) < p else None
+    pools = {n: _pool(n, np.float32) for n in nbytes_list}
+
+    def once(pool, k):
+        sent, got, other = pool[k % POOL], pool[(k + 1) % POOL], pool[(k + 2) % POOL]
+        if peer is not None:
+            _exchange(comm, [sent, MPI.FLOAT], [got, MPI.FLOAT], peer)
+        t0 = time.perf_counter()
         if kind == "reduce":
-            def f(k):
-                combine(bufs[k % POOL], bufs[(k + 2) % POOL], "sum", False)
+            combine(sent, got, "sum", False)
         else:
-            def f(k):
-                np.copyto(bufs[(k + 1) % POOL], bufs[k % POOL])
-        iters = _iterations(n, budget, guess_bw=10e9, guess_lat=1e-6)
-        for k in range(3):
-            f(k)
-        samples = np.empty(iters)
+            np.copyto(sent, other)
+        return time.perf_counter() - t0
+
+    def block(n, iters, warm):
+        for k in range(warm):
+            once(pools[n], k)
+        samples = []
         for k in range(iters):
             comm.Barrier()
-            t0 = time.perf_counter()
-            f(k)
-            samples[k] = time.perf_counter() - t0
-        out[bufs[0].nbytes] = np.max(comm.allgather(samples), axis=0)
-    return out
+            samples.append(once(pools[n], k))
+        return np.max(comm.allgather(samples), axis=0).tolist()
+
+    got = _passes(nbytes_list, lambda n: _iterations(n, budget, guess_bw=10e9, guess_lat=1e-6),
+                  passes, 3, block)
+    return {pools[n][0].nbytes: v for n, v in got.items()}
 
 
 def round_overhead(comm: MPI.Comm, budget: float, counts=(1, 2, 4, 8, 16)):
@@ -246,7 +316,7 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
             if not peers:
                 continue
             for kind, exchange in (("", False), ("_exchange", True)):
-                t = pingpong(comm, 0, peers[0], ns, args.budget, exchange=exchange)
+                t = pingpong(comm, 0, peers[0], ns, args.budget, exchange=exchange, passes=args.passes)
                 if rank == 0:
                     raw[f"{'exchange' if exchange else 'pingpong'}_{name}"] = t
                     # working set on the busiest node: POOL buffers per rank, two ranks or one
@@ -254,8 +324,8 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
                                              max_segments=args.max_segments,
                                              footprint=POOL * (2 if name == "intra" else 1))
     ks = [s for s in sweep_sizes(args.max_bytes) if s >= 64]
-    red = local_kernel(comm, "reduce", ks, args.budget)
-    cp = local_kernel(comm, "copy", ks, args.budget)
+    red = local_kernel(comm, "reduce", ks, args.budget, args.passes)
+    cp = local_kernel(comm, "copy", ks, args.budget, args.passes)
     raw["reduce"], raw["copy"] = red, cp
     if args.pairs and p > 2:
         raw["pair_alpha"], raw["pair_beta"] = pairwise(comm, args.max_pairs, args.budget / 4)
@@ -276,9 +346,12 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
                    footprint=POOL * local),
         copy=fit(list(cp), [np.median(v) for v in cp.values()], max_segments=args.max_segments,
                  footprint=POOL * local),
-        round_overhead=max(per_round - links["intra"](4), 0.0),
         meta=meta,
     )
+    # per round: the slope of the one-element rounds less what the model charges for
+    # one such round's messages (a reducing exchange)
+    one_round = prof.link(False, exchange=True)(4) + prof.reduce(4)
+    prof = dataclasses.replace(prof, round_overhead=max(per_round - one_round, 0.0))
     # per call: a one-element all-reduce minus what the model charges for its rounds
     from . import api
 
@@ -395,7 +468,8 @@ def predict_table(comm: MPI.Comm, prof: Profile, args) -> list[dict]:
     auto.set_profile(prof)
     bargs = bench.parser().parse_args(
         ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
-         "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget)]
+         "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget),
+         "--passes", str(args.passes)]
     )
     records = bench.run(bargs, comm)
     p = comm.Get_size()
@@ -481,7 +555,9 @@ def parser() -> argparse.ArgumentParser:
         description="Measure alpha, beta, gamma; fit Hockney; predict and simulate collectives.",
     )
     ap.add_argument("--max-bytes", type=parse_size, default=64 << 20, help="largest ping-pong size (default 64M)")
-    ap.add_argument("--budget", type=float, default=0.05, help="seconds of timing per size (default 0.05)")
+    ap.add_argument("--budget", type=float, default=0.25, help="seconds of timing per size (default 0.25)")
+    ap.add_argument("--passes", type=positive_int, default=5,
+                    help="spread each size's samples over this many passes through the sizes (default 5)")
     ap.add_argument("--max-segments", type=int, default=4, help="most regimes in a piecewise fit")
     ap.add_argument("--no-pairs", dest="pairs", action="store_false", help="skip the pairwise matrix (P > 2)")
     ap.add_argument("--max-pairs", type=int, default=64, help="measure at most this many pairs (sampled)")
@@ -494,7 +570,7 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--collective", default="allreduce", choices=["allreduce", "allgather", "reduce_scatter", "broadcast"])
     ap.add_argument("--min-bytes", type=parse_size, default=4, help="smallest --predict size (default 4)")
     ap.add_argument("--predict-max-bytes", type=parse_size, default=64 << 20, help="largest --predict size")
-    ap.add_argument("--bench-budget", type=float, default=0.2, help="bench seconds per size in --predict")
+    ap.add_argument("--bench-budget", type=float, default=1.0, help="bench --budget in --predict (default 1.0)")
     ap.add_argument("--simulate", action="store_true", help="predict at large P from the profile (no measuring needed)")
     ap.add_argument("--sim-ranks", default="2,4,8,16,32,64,128,256,512,1024,2048,4096", help="P values for --simulate")
     ap.add_argument("--ranks-per-node", default="1,16", help="ranks per node for --simulate (comma-separated)")

@@ -11,7 +11,9 @@ call by call with a barrier before each call, taking the slowest rank's time
 per call and the median over repeats.  Algorithms are interleaved within a
 size, in a new order every repeat (the same on every rank), so that drift of
 the machine hits them all alike and none always runs in the cache state one
-neighbour leaves.  Bandwidths follow
+neighbour leaves.  ``--passes N`` splits each size's repeats over N
+passes through the sizes, so that a slow spell hits one pass of a size
+rather than its whole median.  Bandwidths follow
 nccl-tests: all-reduce busbw = size/t * 2(P-1)/P; all-gather and
 reduce-scatter busbw = size/t * (P-1)/P, where size is the full vector;
 broadcast busbw = algbw.
@@ -57,6 +59,14 @@ def parse_size(text: str) -> int:
     text = text.strip().upper().rstrip("B")
     scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
     return int(float(text[:-1] if scale > 1 else text) * scale)
+
+
+def positive_int(text: str) -> int:
+    """An argparse type: an integer of at least 1."""
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
+    return value
 
 
 def format_size(n: int) -> str:
@@ -131,13 +141,20 @@ def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
 
 
 def _repeats(nbytes: int, budget: float) -> int:
-    # more repeats for small sizes, at least 11 for the largest (a median of
-    # 5 moved by 15 % between runs on a shared VM)
-    return int(min(200, max(11, budget * 2e9 / max(nbytes, 1) / 10)))
+    """Timed calls per algorithm: ``budget`` GB over the size, from 11 (a median of 5
+    moved by 15 % between runs on a shared VM) to 200."""
+    return int(min(200, max(11, budget * 1e9 / max(nbytes, 1))))
 
 
 def run(args, comm: MPI.Comm) -> list[dict]:
-    """Sweep and return one record per (size, algorithm)."""
+    """Sweep and return one record per (size, algorithm).
+
+    With ``args.passes`` > 1 the repeats of each size are split over that
+    many passes through the sizes, so that a slow spell of a shared machine
+    (the dev VM has bursts of about 0.3 s running memory 25 % slower) hits
+    one pass of a size, not its whole median; rows are then printed after
+    the last pass.
+    """
     p, rank = comm.Get_size(), comm.Get_rank()
     dtype = np.dtype(args.dtype)
     algs = [a for a in args.algorithms.split(",")] if args.algorithms else list(ALGORITHMS[args.collective])
@@ -147,46 +164,62 @@ def run(args, comm: MPI.Comm) -> list[dict]:
         if a not in ALGORITHMS[args.collective]:
             raise SystemExit(f"unknown {args.collective} algorithm {a!r}; have {ALGORITHMS[args.collective]}")
     call = _RUN[args.collective]
+    plan = sizes(args.min_bytes, args.max_bytes)
+    if not plan:
+        return []
+    # each size its own arrays, as a user's would be (numpy asks for huge pages
+    # from 4 MiB), kept from pass to pass
+    bufs = {}
+    times = {nb: {a: [] for a in algs} for nb in plan}
+    # a fresh order every repeat, the same on every rank: each algorithm follows
+    # each other one alike, so none always inherits one neighbour's cache state
+    orders = {nb: np.random.default_rng(nb) for nb in plan}
     records = []
-    for nbytes in sizes(args.min_bytes, args.max_bytes):
-        x, y, n = _buffers(args.collective, nbytes, dtype, p, rank)
-        reps = args.repeats or _repeats(nbytes, args.budget)
-        for a in algs:
-            for _ in range(args.warmup):
-                call(x, y, a, comm)
-        times = {a: [] for a in algs}
-        # a fresh order every repeat, the same on every rank: each algorithm follows
-        # each other one alike, so none always inherits one neighbour's cache state
-        order = np.random.default_rng(nbytes)
-        for _ in range(reps):
-            for i in order.permutation(len(algs)):
-                a = algs[i]
-                comm.Barrier()
-                t0 = time.perf_counter()
-                call(x, y, a, comm)
-                times[a].append(time.perf_counter() - t0)
-        slowest = {a: np.max(comm.allgather(times[a]), axis=0) for a in algs}
-        base = float(np.median(slowest["mpi"]))
-        for a in algs:
-            t = float(np.median(slowest[a]))
-            size = n * dtype.itemsize
-            algbw = size / t / 1e9
-            records.append(
-                {
-                    "collective": args.collective,
-                    "bytes": size,
-                    "algorithm": a,
-                    "time_us": t * 1e6,
-                    "algbw_GBps": algbw,
-                    "busbw_GBps": algbw * bus_factor(args.collective, p),
-                    "ratio_to_mpi": t / base,
-                    "repeats": reps,
-                }
-            )
-        if rank == 0 and not args.quiet:
-            for rec in records[-len(algs) :]:
-                print(_row(rec), flush=True)
+    for pass_ in range(args.passes):
+        for nbytes in plan:
+            if nbytes not in bufs:
+                bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
+            x, y, n = bufs[nbytes] if args.passes > 1 else bufs.pop(nbytes)
+            reps = -(-(args.repeats or _repeats(nbytes, args.budget)) // args.passes)
+            for a in algs:
+                for _ in range(args.warmup if pass_ == 0 else min(args.warmup, 1)):
+                    call(x, y, a, comm)
+            for _ in range(reps):
+                for i in orders[nbytes].permutation(len(algs)):
+                    a = algs[i]
+                    comm.Barrier()
+                    t0 = time.perf_counter()
+                    call(x, y, a, comm)
+                    times[nbytes][a].append(time.perf_counter() - t0)
+            if pass_ == args.passes - 1:
+                records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm)
+                if rank == 0 and not args.quiet:
+                    for rec in records[-len(algs) :]:
+                        print(_row(rec), flush=True)
     return records
+
+
+def _summarise(collective: str, times: dict, size: int, p: int, comm: MPI.Comm) -> list[dict]:
+    """Records of one size: the median over repeats of the slowest rank's time per call."""
+    slowest = {a: np.max(comm.allgather(t), axis=0) for a, t in times.items()}
+    base = float(np.median(slowest["mpi"]))
+    out = []
+    for a in times:
+        t = float(np.median(slowest[a]))
+        algbw = size / t / 1e9
+        out.append(
+            {
+                "collective": collective,
+                "bytes": size,
+                "algorithm": a,
+                "time_us": t * 1e6,
+                "algbw_GBps": algbw,
+                "busbw_GBps": algbw * bus_factor(collective, p),
+                "ratio_to_mpi": t / base,
+                "repeats": len(slowest[a]),
+            }
+        )
+    return out
 
 
 _HEAD = f"{'bytes':>10} {'algorithm':>20} {'time_us':>12} {'algbw_GB/s':>11} {'busbw_GB/s':>11} {'vs_mpi':>7}"
@@ -224,6 +257,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--warmup", type=int, default=3, help="untimed calls per algorithm and size")
     ap.add_argument("--repeats", type=int, default=0, help="timed calls per algorithm and size (default: scaled with size)")
     ap.add_argument("--budget", type=float, default=0.2, help="seconds of traffic per size that sets the default repeats")
+    ap.add_argument("--passes", type=positive_int, default=1,
+                    help="split each size's repeats over this many passes through the sizes (default 1)")
     ap.add_argument("--json", metavar="PATH", help="write header and records as JSON")
     ap.add_argument("--output", metavar="PATH.h5", help="write records to HDF5")
     ap.add_argument("--quiet", action="store_true", help="print only the header")

@@ -39,12 +39,15 @@ class Profile:
         The same between ranks on different nodes; ``None`` when only one node
         was measured (the cost model then uses ``intra`` for every link).
     reduce : Piecewise
-        Time of our reduce kernel (sum, float32) over ``n`` bytes: slope gamma.
+        Time of our reduce kernel (sum, float32) over ``n`` bytes, just after
+        an exchange as the engine runs it: slope gamma.
     copy : Piecewise
-        Time of a local memory copy of ``n`` bytes (the API's send-to-receive copy).
+        Time of a local memory copy of ``n`` bytes into a buffer just sent
+        from (the API's copy of the send buffer into the last call's result).
     intra_exchange, inter_exchange : Piecewise or None
         Time for ``n`` bytes each way when both ranks of a pair send and
-        receive at once (``Sendrecv``), as in most rounds of our collectives.
+        receive at once (posted and waited for as the engine runs a round), as
+        in most rounds of our collectives.
         On shared memory the two copies compete for memory bandwidth, so
         this can be well above the ping-pong time.  ``None``: use the one-way cost.
     call_overhead : float

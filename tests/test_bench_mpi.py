@@ -40,6 +40,28 @@ def test_bench_writes_records(collective, tmp_path_factory):
             assert f.attrs["ranks"] == comm.Get_size()
 
 
+def test_passes_split_the_repeats_and_keep_one_record_per_size(tmp_path_factory):
+    comm = world()
+    path = comm.bcast(str(tmp_path_factory.mktemp("passes")) if comm.Get_rank() == 0 else None)
+    js = f"{path}/out.json"
+    assert bench.main(["--min-bytes", "4", "--max-bytes", "64K", "--repeats", "7", "--passes", "3",
+                       "--warmup", "1", "--algorithms", "ring,recursive_doubling", "--quiet",
+                       "--json", js]) == 0
+    comm.Barrier()
+    if comm.Get_rank() == 0:
+        with open(js) as f:
+            recs = json.load(f)["records"]
+        assert [r["bytes"] for r in recs] == [s for s in bench.sizes(4, 64 << 10) for _ in range(3)]
+        assert {r["repeats"] for r in recs} == {9}  # 3 passes of ceil(7 / 3)
+
+
+@pytest.mark.parametrize("bad", ["0", "-2"])
+def test_passes_below_one_are_refused(bad, capsys):
+    with pytest.raises(SystemExit):
+        bench.parser().parse_args(["--passes", bad])
+    assert "must be at least 1" in capsys.readouterr().err
+
+
 def test_size_parsing():
     assert bench.parse_size("64M") == 64 << 20
     assert bench.parse_size("4") == 4
