@@ -166,16 +166,16 @@ def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup:
 def _passes(nbytes_list, iterations, passes: int, warmup: int, block) -> dict:
     """``{n: samples}`` from ``block(n, iters, warm)`` run ``passes`` times through the sizes.
 
-    Callers keep each size's buffers for all passes, allocated as a user's
-    array of that size would be (numpy asks for transparent huge pages
-    from 4 MiB, so a slice of one larger array is not the same memory):
-    the profile to 64 MiB holds about 600 MiB per rank.
-
     Each pass takes its share of ``iterations(n)`` after ``warm`` untimed
     iterations (``warmup`` in the first pass, one after).  A slow spell of
     a shared machine (the dev VM has bursts of about 0.3 s with memory 25 %
     slower) then hits one pass of a size rather than all its samples, and
     the profile and ``--predict``'s bench sample the same spread of time.
+
+    Callers keep each size's buffers for all passes, allocated as a user's
+    array of that size would be (numpy asks for transparent huge pages
+    from 4 MiB, so a slice of one larger array is not the same memory):
+    the profile to 64 MiB holds about 600 MiB per rank.
     """
     out = {n: [] for n in nbytes_list}
     for i in range(passes):
