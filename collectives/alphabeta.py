@@ -57,7 +57,7 @@ from mpi4py import MPI
 from . import auto, cost_model
 from ._buffers import at_page_offset
 from ._comm import library_comm, ranks_per_node
-from .bench import environment, format_size, parse_size, positive_int, sizes
+from .bench import environment, format_size, parse_size, positive_int, sizes, visits
 from .hockney import Piecewise, fit
 from .profile import Profile, default_path, load
 
@@ -167,7 +167,8 @@ def _passes(nbytes_list, iterations, passes: int, warmup: int, block) -> dict:
     """``{n: samples}`` from ``block(n, iters, warm)`` run ``passes`` times through the sizes.
 
     Each pass takes its share of ``iterations(n)`` after ``warm`` untimed
-    iterations (``warmup`` in the first pass, one after).  A slow spell of
+    iterations (``warmup`` in the first pass, one after), in the order of
+    :func:`collectives.bench.visits`, which the bench's passes follow too.  A slow spell of
     a shared machine (the dev VM has bursts of about 0.3 s with memory 25 %
     slower) then hits one pass of a size rather than all its samples, and
     the profile and ``--predict``'s bench sample the same spread of time.
@@ -178,9 +179,8 @@ def _passes(nbytes_list, iterations, passes: int, warmup: int, block) -> dict:
     the profile to 64 MiB holds about 600 MiB per rank.
     """
     out = {n: [] for n in nbytes_list}
-    for i in range(passes):
-        for n in nbytes_list:
-            out[n] += block(n, -(-iterations(n) // passes), warmup if i == 0 else 1)
+    for n, warm, _ in visits(nbytes_list, passes, warmup):
+        out[n] += block(n, -(-iterations(n) // passes), warm)
     return {n: np.array(v) for n, v in out.items()}
 
 

@@ -146,6 +146,18 @@ def _repeats(nbytes: int, budget: float) -> int:
     return int(min(200, max(11, budget * 1e9 / max(nbytes, 1))))
 
 
+def visits(plan, passes: int, warmup: int):
+    """Every size of ``plan``, ``passes`` times in order: yields ``(n, warm, last)``.
+
+    ``warm``: untimed calls before this visit's timed ones (``warmup`` in the
+    first pass, at most one after); ``last``: the size's final visit.  Each
+    visit times ``-(-total // passes)`` of the size's ``total`` samples.
+    """
+    for i in range(passes):
+        for n in plan:
+            yield n, warmup if i == 0 else min(warmup, 1), i == passes - 1
+
+
 def run(args, comm: MPI.Comm) -> list[dict]:
     """Sweep and return one record per (size, algorithm).
 
@@ -175,27 +187,26 @@ def run(args, comm: MPI.Comm) -> list[dict]:
     # each other one alike, so none always inherits one neighbour's cache state
     orders = {nb: np.random.default_rng(nb) for nb in plan}
     records = []
-    for pass_ in range(args.passes):
-        for nbytes in plan:
-            if nbytes not in bufs:
-                bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
-            x, y, n = bufs[nbytes] if args.passes > 1 else bufs.pop(nbytes)
-            reps = -(-(args.repeats or _repeats(nbytes, args.budget)) // args.passes)
-            for a in algs:
-                for _ in range(args.warmup if pass_ == 0 else min(args.warmup, 1)):
-                    call(x, y, a, comm)
-            for _ in range(reps):
-                for i in orders[nbytes].permutation(len(algs)):
-                    a = algs[i]
-                    comm.Barrier()
-                    t0 = time.perf_counter()
-                    call(x, y, a, comm)
-                    times[nbytes][a].append(time.perf_counter() - t0)
-            if pass_ == args.passes - 1:
-                records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm)
-                if rank == 0 and not args.quiet:
-                    for rec in records[-len(algs) :]:
-                        print(_row(rec), flush=True)
+    for nbytes, warm, last in visits(plan, args.passes, args.warmup):
+        if nbytes not in bufs:
+            bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
+        x, y, n = bufs[nbytes] if args.passes > 1 else bufs.pop(nbytes)
+        reps = -(-(args.repeats or _repeats(nbytes, args.budget)) // args.passes)
+        for a in algs:
+            for _ in range(warm):
+                call(x, y, a, comm)
+        for _ in range(reps):
+            for i in orders[nbytes].permutation(len(algs)):
+                a = algs[i]
+                comm.Barrier()
+                t0 = time.perf_counter()
+                call(x, y, a, comm)
+                times[nbytes][a].append(time.perf_counter() - t0)
+        if last:
+            records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm)
+            if rank == 0 and not args.quiet:
+                for rec in records[-len(algs) :]:
+                    print(_row(rec), flush=True)
     return records
 
 
