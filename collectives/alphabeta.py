@@ -8,8 +8,9 @@ Launch::
 
 What it measures (OSU method: warm-up, a barrier before each size, the
 iteration count scaled down with size, the median; each size's samples are
-split over ``--passes`` passes through the sizes, so that a slow spell of a
-shared machine hits one pass of a size, not all of it):
+split over ``--passes`` passes through the sizes, and the measurements
+below run interleaved pass by pass, so that a slow spell of a shared
+machine hits one pass of each, not all of one):
 
 - **ping-pong** between a pair of ranks, 0 B to ``--max-bytes``, for one pair
   on the same node and, with several nodes, one pair on different nodes;
@@ -36,9 +37,14 @@ Outputs: a table on stdout; the profile as JSON (``--json PATH``, or
 raw timings in HDF5 (``--output PATH.h5``); a PNG of points and fitted
 lines (``--plot PATH.png``, needs matplotlib: ``pip install .[plots]``).
 
-``--predict`` then runs the bench sweep of ``--collective`` and prints, per
-algorithm and size, predicted and measured time and the relative error,
-with ``auto`` deciding from the fresh profile.  ``--simulate`` predicts from
+``--predict`` benches every algorithm of ``--collective`` *alongside* the
+measurements, one bench pass after each pass of them
+(:mod:`collectives.passes`), so that the profile and the times it is
+checked against sample the same spells of a drifting machine; then, with
+the profile fitted, it benches again with ``auto`` deciding from it.  It
+prints, per algorithm and size, predicted and measured time and the
+relative error, and ``auto`` against the best fixed algorithm of its own
+bench.  ``--simulate`` predicts from
 a profile at P up to 4096 and several ranks per node, and charts which
 algorithm wins where.
 """
@@ -57,8 +63,9 @@ from mpi4py import MPI
 from . import auto, cost_model
 from ._buffers import at_page_offset
 from ._comm import library_comm, ranks_per_node
-from .bench import environment, format_size, parse_size, positive_int, sizes, visits
+from .bench import environment, format_size, parse_size, positive_int, sizes
 from .hockney import Piecewise, fit
+from .passes import drain, interleave, share, visits
 from .profile import Profile, default_path, load
 
 TAG = 77
@@ -92,18 +99,6 @@ def _iterations(nbytes: int, budget: float, guess_bw: float = 5e9, guess_lat: fl
 POOL = 3
 
 
-def _pool(nbytes: int, dtype=np.uint8) -> list[np.ndarray]:
-    """``POOL`` buffers at one page offset (see :func:`collectives._buffers.at_page_offset`), filled."""
-    count = max(nbytes // np.dtype(dtype).itemsize, 1)
-    rng = np.random.default_rng(1)
-    out = []
-    for _ in range(POOL):
-        b = at_page_offset(count, dtype)
-        b[...] = rng.random(count) if dtype != np.uint8 else 1
-        out.append(b)
-    return out
-
-
 def _exchange(comm: MPI.Comm, send, recv, peer: int) -> None:
     """Swap ``send`` for ``recv`` with ``peer`` as :mod:`collectives._engine` runs a round.
 
@@ -119,25 +114,29 @@ def _exchange(comm: MPI.Comm, send, recv, peer: int) -> None:
 
 
 def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup: int = 3,
-             exchange: bool = False, passes: int = 1):
-    """One-way message times between ranks ``a`` and ``b``; every rank of ``comm`` calls this.
+             exchange: bool = False, passes: int = 1, pools: dict | None = None):
+    """One-way message times between ranks ``a`` and ``b``; every rank of ``comm`` steps it.
 
     Ping-pong: half the round trip.  ``exchange``: both send ``n`` bytes to
     each other at once, posted and completed as the engine runs a round
     (:func:`_exchange`), the time of one exchange.  ``passes``: the
     iterations of each size are split over this many passes through the
-    sizes (see :func:`_passes`).  Returns ``{nbytes: array of seconds}`` on
-    ``a`` (empty elsewhere).
+    sizes (see :func:`_passes`).  ``pools``: :func:`pools` of these sizes to
+    use (else ``a`` and ``b`` allocate their own).
+
+    A pass generator (:mod:`collectives.passes`); its result is
+    ``{nbytes: array of seconds}`` on ``a``, empty elsewhere.
     """
     rank = comm.Get_rank()
     peer = b if rank == a else a
     mine = rank in (a, b)
-    pools = {n: _pool(n) for n in nbytes_list} if mine else {}
+    if pools is None:
+        pools = make_pools(nbytes_list) if mine else {}
 
     def once(n, k):
         bufs = pools[n]
-        send = [bufs[k % POOL][:n], MPI.BYTE]
-        recv = [bufs[(k + 1) % POOL][:n], MPI.BYTE]
+        send = [bufs[k % POOL].view(np.uint8)[:n], MPI.BYTE]
+        recv = [bufs[(k + 1) % POOL].view(np.uint8)[:n], MPI.BYTE]
         t0 = time.perf_counter()
         if exchange:
             _exchange(comm, send, recv, peer)
@@ -158,33 +157,52 @@ def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup:
             once(n, k)
         return [once(n, k) for k in range(iters)]
 
-    out = _passes(nbytes_list, lambda n: _iterations(n, budget), passes, warmup, block)
+    out = yield from _passes(nbytes_list, lambda n: _iterations(n, budget), passes, warmup, block)
     comm.Barrier()
     return out if rank == a else {}
 
 
-def _passes(nbytes_list, iterations, passes: int, warmup: int, block) -> dict:
+def _passes(nbytes_list, iterations, passes: int, warmup: int, block):
     """``{n: samples}`` from ``block(n, iters, warm)`` run ``passes`` times through the sizes.
 
-    Each pass takes its share of ``iterations(n)`` after ``warm`` untimed
-    iterations (``warmup`` in the first pass, one after), in the order of
-    :func:`collectives.bench.visits`, which the bench's passes follow too.  A slow spell of
-    a shared machine (the dev VM has bursts of about 0.3 s with memory 25 %
-    slower) then hits one pass of a size rather than all its samples, and
-    the profile and ``--predict``'s bench sample the same spread of time.
-
-    Callers keep each size's buffers for all passes, allocated as a user's
-    array of that size would be (numpy asks for transparent huge pages
-    from 4 MiB, so a slice of one larger array is not the same memory):
-    the profile to 64 MiB holds about 600 MiB per rank.
+    A pass generator (:mod:`collectives.passes`).  Each pass takes its
+    :func:`~collectives.passes.share` of ``iterations(n)`` after ``warm``
+    untimed iterations (``warmup`` in the first pass, one after), in the
+    order of :func:`collectives.passes.visits`, which the bench's passes
+    follow too.  A slow spell of a shared machine then hits one pass of a
+    size rather than all its samples.
     """
     out = {n: [] for n in nbytes_list}
-    for n, warm, _ in visits(nbytes_list, passes, warmup):
-        out[n] += block(n, -(-iterations(n) // passes), warm)
+    for one_pass in visits(nbytes_list, passes, warmup):
+        for n, warm, _ in one_pass:
+            out[n] += block(n, share(iterations(n), passes), warm)
+        yield
     return {n: np.array(v) for n, v in out.items()}
 
 
-def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1):
+def make_pools(nbytes_list) -> dict:
+    """``{n: POOL float32 buffers of n bytes}`` (at least one element), filled, for every measurement.
+
+    All at one page offset (see :func:`collectives._buffers.at_page_offset`).
+
+    The profile's measurements share one set, kept for all their passes:
+    each size its own arrays, allocated as a user's array of that size
+    would be (numpy asks for transparent huge pages from 4 MiB, so a slice
+    of one larger array is not the same memory).  To 64 MiB that is about
+    670 MiB per rank.
+    """
+    rng = np.random.default_rng(1)
+    out = {}
+    for n in nbytes_list:
+        count = max(n // 4, 1)
+        out[n] = [at_page_offset(count, np.float32) for _ in range(POOL)]
+        for b in out[n]:
+            b[...] = rng.random(count)
+    return out
+
+
+def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1,
+                 pools: dict | None = None):
     """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once.
 
     Both are timed where the library runs them: right after an untimed
@@ -196,16 +214,19 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
     the peer's core has just read the destination, so every line written
     must first be taken back from it (dev VM, P = 2: a 64 KiB reduce took
     6 us against 3 us for the kernel alone, 21 against 10 at 256 KiB; the
-    API's 64 KiB copy 6 us against 2.5).  ``passes``: see :func:`_passes`.
+    API's 64 KiB copy 6 us against 2.5).  ``passes``: see :func:`_passes`;
+    ``pools``: :func:`make_pools` of these sizes to use.
 
-    Returns ``{nbytes: array of seconds}`` (each sample the slowest rank's)
-    on every rank; ``nbytes`` are whole float32 elements.
+    A pass generator (:mod:`collectives.passes`); its result is
+    ``{nbytes: array of seconds}`` (each sample the slowest rank's) on every
+    rank, ``nbytes`` whole float32 elements.
     """
     from .reduce_ops import combine
 
     rank, p = comm.Get_rank(), comm.Get_size()
     peer = rank ^ 1 if (rank ^ 1) < p else None
-    pools = {n: _pool(n, np.float32) for n in nbytes_list}
+    if pools is None:
+        pools = make_pools(nbytes_list)
 
     def once(pool, k):
         sent, got, other = pool[k % POOL], pool[(k + 1) % POOL], pool[(k + 2) % POOL]
@@ -227,16 +248,18 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
             samples.append(once(pools[n], k))
         return np.max(comm.allgather(samples), axis=0).tolist()
 
-    got = _passes(nbytes_list, lambda n: _iterations(n, budget, guess_bw=10e9, guess_lat=1e-6),
-                  passes, 3, block)
+    got = yield from _passes(nbytes_list, lambda n: _iterations(n, budget, guess_bw=10e9, guess_lat=1e-6),
+                             passes, 3, block)
     return {pools[n][0].nbytes: v for n, v in got.items()}
 
 
-def round_overhead(comm: MPI.Comm, budget: float, counts=(1, 2, 4, 8, 16)):
-    """Seconds per engine round of one-element exchanges, and per call, by a line fit.
+def round_times(comm: MPI.Comm, budget: float, passes: int = 1, counts=(1, 2, 4, 8, 16)):
+    """Seconds of engine schedules of 1..16 rounds of one-element exchanges.
 
-    Pairs ``r, r^1`` exchange one float32 per round (an odd last rank idles).
-    Returns ``(per_round, per_call, {rounds: seconds})``.
+    Pairs ``r, r^1`` exchange one float32 per round (an odd last rank
+    idles).  A pass generator (:mod:`collectives.passes`); its result is
+    ``{rounds: median seconds}`` on every rank.  :func:`slope` of it is the
+    time per round.
     """
     from ._engine import execute
     from .schedule import Recv, Round, Send
@@ -244,27 +267,57 @@ def round_overhead(comm: MPI.Comm, budget: float, counts=(1, 2, 4, 8, 16)):
     rank, p = comm.Get_rank(), comm.Get_size()
     peer = rank ^ 1
     work = np.ones(1, np.float32)
-    times = {}
-    for r in counts:
-        if peer < p:
-            rnd = Round((Send(peer, 0, 1),), (Recv(peer, 0, 1, reduce=True, incoming_first=peer < rank),))
-        else:
-            rnd = Round()
+    if peer < p:
+        rnd = Round((Send(peer, 0, 1),), (Recv(peer, 0, 1, reduce=True, incoming_first=peer < rank),))
+    else:
+        rnd = Round()
+
+    def block(r, iters, warm):
         rounds = (rnd,) * r
-        iters = max(20, int(budget / (r * 20e-6)))
-        for _ in range(5):
+        for _ in range(warm):
             execute(rounds, work, comm, "max")
-        samples = np.empty(iters)
-        for k in range(iters):
+        samples = []
+        for _ in range(iters):
             comm.Barrier()
             t0 = time.perf_counter()
             execute(rounds, work, comm, "max")
-            samples[k] = time.perf_counter() - t0
-        times[r] = float(np.median(np.max(comm.allgather(samples), axis=0)))
-    x = np.array(counts, float)
-    y = np.array([times[r] for r in counts])
-    slope, intercept = np.polyfit(x, y, 1)
-    return max(float(slope), 0.0), max(float(intercept), 0.0), times
+            samples.append(time.perf_counter() - t0)
+        return np.max(comm.allgather(samples), axis=0).tolist()
+
+    got = yield from _passes(list(counts), lambda r: max(20, int(budget / (r * 20e-6))), passes, 5, block)
+    return {r: float(np.median(v)) for r, v in got.items()}
+
+
+def slope(times: dict) -> float:
+    """Least-squares seconds per round of ``{rounds: seconds}`` (at least 0)."""
+    x = np.array(list(times), float)
+    y = np.array(list(times.values()))
+    return max(float(np.polyfit(x, y, 1)[0]), 0.0)
+
+
+def call_times(comm: MPI.Comm, budget: float, passes: int = 1):
+    """Seconds of a one-element recursive-doubling all-reduce through the API, every sample.
+
+    A pass generator (:mod:`collectives.passes`); each sample is the slowest rank's.
+    """
+    from . import api
+
+    x = np.ones(1, np.float32)
+    y = np.empty_like(x)
+
+    def block(_, iters, warm):
+        for _ in range(warm):
+            api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)
+        samples = []
+        for _ in range(iters):
+            comm.Barrier()
+            t0 = time.perf_counter()
+            api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)
+            samples.append(time.perf_counter() - t0)
+        return np.max(comm.allgather(samples), axis=0).tolist()
+
+    got = yield from _passes([4], lambda _: max(50, int(budget / 50e-6)), passes, 5, block)
+    return got[4]
 
 
 def _node_ids(comm: MPI.Comm) -> list[int]:
@@ -294,43 +347,59 @@ def pairwise(comm: MPI.Comm, max_pairs: int, budget: float, small: int = 8, larg
     alpha = np.full((p, p), np.nan)
     beta = np.full((p, p), np.nan)
     for a, b in _pairs(p, max_pairs):
-        t = pingpong(comm, a, b, [small, large], budget)
+        t = drain(pingpong(comm, a, b, [small, large], budget))
         got = comm.bcast({k: float(np.median(v)) for k, v in t.items()} if comm.Get_rank() == a else None, root=a)
         beta[a, b] = beta[b, a] = max(got[large] - got[small], 0.0) / (large - small)
         alpha[a, b] = alpha[b, a] = max(got[small] - beta[a, b] * small, 0.0)
     return alpha, beta
 
 
-def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
-    """Run every measurement; return the profile (identical on all ranks) and the raw data (rank 0)."""
+def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
+    """Run every measurement; return the profile (identical on all ranks), the raw data (rank 0),
+    and the results of ``alongside``.
+
+    The measurements run interleaved pass by pass (:mod:`collectives.passes`),
+    each pass followed by a pass of every generator in ``alongside`` (the
+    ``--predict`` bench), so the profile and what it is checked against
+    sample the same spells of a drifting machine.  The pairwise matrix
+    (P > 2) is measured after them.
+    """
     library_comm(comm)  # threads per rank as in a real collective, before any kernel runs
     rank, p = comm.Get_rank(), comm.Get_size()
     nodes = _node_ids(comm)
     raw: dict = {"nodes": nodes}
     ns = sweep_sizes(args.max_bytes)
-    links = {}
+    pools = make_pools(ns)
+    tasks = {}
     if p >= 2:
         same = [r for r in range(1, p) if nodes[r] == nodes[0]]
         other = [r for r in range(1, p) if nodes[r] != nodes[0]]
         for name, peers in (("intra", same), ("inter", other)):
-            if not peers:
-                continue
-            for kind, exchange in (("", False), ("_exchange", True)):
-                t = pingpong(comm, 0, peers[0], ns, args.budget, exchange=exchange, passes=args.passes)
-                if rank == 0:
-                    raw[f"{'exchange' if exchange else 'pingpong'}_{name}"] = t
-                    # working set on the busiest node: POOL buffers per rank, two ranks or one
-                    links[name + kind] = fit(list(t), [np.median(v) for v in t.values()],
-                                             max_segments=args.max_segments,
-                                             footprint=POOL * (2 if name == "intra" else 1))
-    ks = [s for s in sweep_sizes(args.max_bytes) if s >= 64]
-    red = local_kernel(comm, "reduce", ks, args.budget, args.passes)
-    cp = local_kernel(comm, "copy", ks, args.budget, args.passes)
-    raw["reduce"], raw["copy"] = red, cp
+            for exchange in (False, True):
+                if peers:
+                    tasks[f"{'exchange' if exchange else 'pingpong'}_{name}"] = pingpong(
+                        comm, 0, peers[0], ns, args.budget, exchange=exchange, passes=args.passes, pools=pools)
+    ks = [s for s in ns if s >= 64]
+    for kind in ("reduce", "copy"):
+        tasks[kind] = local_kernel(comm, kind, ks, args.budget, args.passes, pools)
+    tasks["rounds"] = round_times(comm, args.budget, args.passes)
+    tasks["call"] = call_times(comm, args.budget, args.passes)
+    done = interleave([*tasks.values(), *alongside])
+    got = dict(zip(tasks, done))
+    del pools
+    links = {}
+    for key in ("pingpong_intra", "exchange_intra", "pingpong_inter", "exchange_inter"):
+        if key in got and rank == 0:
+            t = raw[key] = got[key]
+            kind, name = key.split("_")
+            # working set on the busiest node: POOL buffers per rank, two ranks or one
+            links[name + ("_exchange" if kind == "exchange" else "")] = fit(
+                list(t), [np.median(v) for v in t.values()], max_segments=args.max_segments,
+                footprint=POOL * (2 if name == "intra" else 1))
+    red, cp = raw["reduce"], raw["copy"] = got["reduce"], got["copy"]
     if args.pairs and p > 2:
         raw["pair_alpha"], raw["pair_beta"] = pairwise(comm, args.max_pairs, args.budget / 4)
-    per_round, _, by_rounds = round_overhead(comm, args.budget)
-    raw["rounds"] = by_rounds
+    raw["rounds"] = got["rounds"]
     links = comm.bcast(links, root=0)
     if "intra" not in links:  # one rank: no link to measure, keep a zero-cost one
         links["intra"] = Piecewise.line(0.0, 0.0)
@@ -351,27 +420,16 @@ def measure(comm: MPI.Comm, args) -> tuple[Profile, dict]:
     # per round: the slope of the one-element rounds less what the model charges for
     # one such round's messages (a reducing exchange)
     one_round = prof.link(False, exchange=True)(4) + prof.reduce(4)
-    prof = dataclasses.replace(prof, round_overhead=max(per_round - one_round, 0.0))
+    prof = dataclasses.replace(prof, round_overhead=max(slope(got["rounds"]) - one_round, 0.0))
     # per call: a one-element all-reduce minus what the model charges for its rounds
-    from . import api
-
-    x = np.ones(1, np.float32)
-    y = np.empty_like(x)
-    samples = []
-    for k in range(max(50, int(args.budget / 50e-6))):
-        comm.Barrier()
-        t0 = time.perf_counter()
-        api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)
-        samples.append(time.perf_counter() - t0)
-    t_call = float(np.median(np.max(comm.allgather(samples[5:]), axis=0)))
+    t_call = float(np.median(got["call"]))
     rounds_only = cost_model.predict("allreduce", "recursive_doubling", 4, p, prof,
                                      ranks_per_node=ranks_per_node(library_comm(comm)))
-    call = max(t_call - rounds_only, 0.0)
     raw["call_time"] = t_call
-    prof = dataclasses.replace(prof, call_overhead=call)
+    prof = dataclasses.replace(prof, call_overhead=max(t_call - rounds_only, 0.0))
     # every rank decides with the bits rank 0 has
     prof = Profile.from_dict(comm.bcast(prof.to_dict(), root=0))
-    return prof, raw
+    return prof, raw, done[len(tasks):]
 
 
 # ------------------------------------------------------------------ output
@@ -461,19 +519,42 @@ def write_hdf5(path: str, prof: Profile, raw: dict) -> None:
 # ------------------------------------------------------------------ predict
 
 
-def predict_table(comm: MPI.Comm, prof: Profile, args) -> list[dict]:
-    """Bench every algorithm with ``auto`` on ``prof``; one record per (size, algorithm)."""
+def _bench_args(args, algorithms: str = ""):
+    """``collectives.bench`` arguments of ``--predict``'s sweep (``algorithms``: default all)."""
+    from . import bench
+
+    return bench.parser().parse_args(
+        ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
+         "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget),
+         "--passes", str(args.passes), "--algorithms", algorithms]
+    )
+
+
+def alongside_bench(comm: MPI.Comm, args):
+    """The bench of every predictable algorithm (and ``mpi``) as a pass generator, for :func:`measure`."""
+    from . import bench
+
+    return bench.sweep(_bench_args(args, ",".join(cost_model.predictable(args.collective))), comm)
+
+
+def predict_table(comm: MPI.Comm, prof: Profile, args, alongside: list[dict] | None = None) -> list[dict]:
+    """Bench every algorithm with ``auto`` on ``prof``; one record per (size, algorithm).
+
+    ``alongside``: records of :func:`alongside_bench`, run interleaved with
+    the measurements ``prof`` was fitted from.  Predictions are checked
+    against those times (``measured_us``), taken in the same spells as the
+    profile; ``auto`` (which cannot run before its profile exists) against
+    the fixed algorithms of this bench, in which it is interleaved with them
+    (``auto_vs_best``, and every row's ``bench_us``).  Without
+    ``alongside`` (a saved profile), both use this bench.
+    """
     from . import bench
 
     auto.set_profile(prof)
-    bargs = bench.parser().parse_args(
-        ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
-         "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget),
-         "--passes", str(args.passes)]
-    )
-    records = bench.run(bargs, comm)
+    records = bench.run(_bench_args(args), comm)
     p = comm.Get_size()
     rpn = ranks_per_node(library_comm(comm))  # what the API's auto decides with
+    beside = {(r["bytes"], r["algorithm"]): r["time_us"] for r in alongside or records}
     out = []
     for size in sorted({r["bytes"] for r in records}):
         rows = {r["algorithm"]: r for r in records if r["bytes"] == size}
@@ -481,12 +562,13 @@ def predict_table(comm: MPI.Comm, prof: Profile, args) -> list[dict]:
         best = min(fixed, key=fixed.get)
         choice = auto.choose(args.collective, size, p, ranks_per_node=rpn)
         for a, r in rows.items():
-            rec = {"bytes": size, "algorithm": a, "measured_us": r["time_us"]}
+            measured = r["time_us"] if a == "auto" else beside[(size, a)]
+            rec = {"bytes": size, "algorithm": a, "measured_us": measured, "bench_us": r["time_us"]}
             model = choice if a == "auto" else a
             if model in cost_model.predictable(args.collective):
                 pred = cost_model.predict(args.collective, model, size, p, prof, ranks_per_node=rpn)
                 rec["predicted_us"] = pred * 1e6
-                rec["rel_error"] = (pred * 1e6 - r["time_us"]) / r["time_us"]
+                rec["rel_error"] = (pred * 1e6 - measured) / measured
             if a == "auto":
                 rec["auto_choice"] = choice
                 rec["best_fixed"] = best
@@ -591,8 +673,10 @@ def main(argv=None) -> int:
                 print(f"alphabeta: {e}", file=sys.stderr)
             return 2
         raw = None
+        measured = None
     else:
-        prof, raw = measure(comm, args)
+        prof, raw, extra = measure(comm, args, [alongside_bench(comm, args)] if args.predict else [])
+        measured = extra[0] if extra else None
     if rank == 0:
         print(f"# collectives.alphabeta, P={comm.Get_size()}" + (f", profile {args.profile}" if args.profile else ""))
         for k, v in prof.meta.items():
@@ -602,7 +686,7 @@ def main(argv=None) -> int:
             print(describe_pairs(raw["pair_alpha"], raw["pair_beta"], raw["nodes"]), flush=True)
     result["profile"] = prof.to_dict()
     if args.predict:
-        recs = predict_table(comm, prof, args)
+        recs = predict_table(comm, prof, args, measured)
         result["predictions"] = recs
         if rank == 0:
             print(describe_predictions(recs), flush=True)

@@ -35,6 +35,7 @@ from mpi4py import MPI
 from . import api
 from ._buffers import at_page_offset
 from ._comm import library_comm
+from .passes import drain, share, visits
 from .registry import ALGORITHMS
 
 _RUN = {
@@ -146,26 +147,18 @@ def _repeats(nbytes: int, budget: float) -> int:
     return int(min(200, max(11, budget * 1e9 / max(nbytes, 1))))
 
 
-def visits(plan, passes: int, warmup: int):
-    """Every size of ``plan``, ``passes`` times in order: yields ``(n, warm, last)``.
-
-    ``warm``: untimed calls before this visit's timed ones (``warmup`` in the
-    first pass, at most one after); ``last``: the size's final visit.  Each
-    visit times ``-(-total // passes)`` of the size's ``total`` samples.
-    """
-    for i in range(passes):
-        for n in plan:
-            yield n, warmup if i == 0 else min(warmup, 1), i == passes - 1
-
-
 def run(args, comm: MPI.Comm) -> list[dict]:
-    """Sweep and return one record per (size, algorithm).
+    """Sweep and return one record per (size, algorithm): :func:`sweep` to the end."""
+    return drain(sweep(args, comm))
+
+
+def sweep(args, comm: MPI.Comm):
+    """The sweep as a pass generator (see :mod:`collectives.passes`); returns the records.
 
     With ``args.passes`` > 1 the repeats of each size are split over that
     many passes through the sizes, so that a slow spell of a shared machine
-    (the dev VM has bursts of about 0.3 s running memory 25 % slower) hits
-    one pass of a size, not its whole median; rows are then printed after
-    the last pass.
+    hits one pass of a size, not its whole median; each size's rows are
+    printed after its last pass.
     """
     p, rank = comm.Get_size(), comm.Get_rank()
     dtype = np.dtype(args.dtype)
@@ -187,26 +180,27 @@ def run(args, comm: MPI.Comm) -> list[dict]:
     # each other one alike, so none always inherits one neighbour's cache state
     orders = {nb: np.random.default_rng(nb) for nb in plan}
     records = []
-    for nbytes, warm, last in visits(plan, args.passes, args.warmup):
-        if nbytes not in bufs:
-            bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
-        x, y, n = bufs[nbytes] if args.passes > 1 else bufs.pop(nbytes)
-        reps = -(-(args.repeats or _repeats(nbytes, args.budget)) // args.passes)
-        for a in algs:
-            for _ in range(warm):
-                call(x, y, a, comm)
-        for _ in range(reps):
-            for i in orders[nbytes].permutation(len(algs)):
-                a = algs[i]
-                comm.Barrier()
-                t0 = time.perf_counter()
-                call(x, y, a, comm)
-                times[nbytes][a].append(time.perf_counter() - t0)
-        if last:
-            records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm)
-            if rank == 0 and not args.quiet:
-                for rec in records[-len(algs) :]:
-                    print(_row(rec), flush=True)
+    for one_pass in visits(plan, args.passes, args.warmup):
+        for nbytes, warm, last in one_pass:
+            if nbytes not in bufs:
+                bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
+            x, y, n = bufs.pop(nbytes) if last else bufs[nbytes]
+            for a in algs:
+                for _ in range(warm):
+                    call(x, y, a, comm)
+            for _ in range(share(args.repeats or _repeats(nbytes, args.budget), args.passes)):
+                for i in orders[nbytes].permutation(len(algs)):
+                    a = algs[i]
+                    comm.Barrier()
+                    t0 = time.perf_counter()
+                    call(x, y, a, comm)
+                    times[nbytes][a].append(time.perf_counter() - t0)
+            if last:
+                records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm)
+                if rank == 0 and not args.quiet:
+                    for rec in records[-len(algs) :]:
+                        print(_row(rec), flush=True)
+        yield
     return records
 
 

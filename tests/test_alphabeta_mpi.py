@@ -11,6 +11,7 @@ import pytest
 
 import collectives
 from collectives import alphabeta, auto, cost_model
+from collectives.passes import drain
 from collectives.profile import Profile, load
 from conftest import world
 
@@ -74,7 +75,7 @@ def test_passes_visit_every_size_in_turn():
         calls.append((n, iters, warm))
         return [float(n)] * iters
 
-    got = alphabeta._passes([8, 64], lambda n: 5 if n == 8 else 1, 3, 4, block)
+    got = drain(alphabeta._passes([8, 64], lambda n: 5 if n == 8 else 1, 3, 4, block))
     assert calls == [(8, 2, 4), (64, 1, 4), (8, 2, 1), (64, 1, 1), (8, 2, 1), (64, 1, 1)]
     assert {n: len(v) for n, v in got.items()} == {8: 6, 64: 3}
 
@@ -85,12 +86,12 @@ def test_kernels_and_messages_sample_every_size(passes):
     sizes = [64, 1000, 4096]
     want = {n: passes * -(-alphabeta._iterations(n, 0.0) // passes) for n in sizes}
     for kind in ("reduce", "copy"):
-        got = alphabeta.local_kernel(comm, kind, sizes, 0.0, passes)
+        got = drain(alphabeta.local_kernel(comm, kind, sizes, 0.0, passes))
         assert {n: len(v) for n, v in got.items()} == {n // 4 * 4: want[n] for n in sizes}
         assert all(np.all(v > 0) for v in got.values())
     if comm.Get_size() > 1:
         for exchange in (False, True):
-            got = alphabeta.pingpong(comm, 0, 1, sizes, 0.0, exchange=exchange, passes=passes)
+            got = drain(alphabeta.pingpong(comm, 0, 1, sizes, 0.0, exchange=exchange, passes=passes))
             if comm.Get_rank() == 0:
                 assert {n: len(v) for n, v in got.items()} == want
                 assert all(np.all(v > 0) for v in got.values())

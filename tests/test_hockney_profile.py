@@ -81,16 +81,40 @@ def test_auto_uses_the_profile_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv(ENV, str(path))
     try:
         assert active()[1] == str(path)
+        auto.set_profile()  # read the environment again
         assert auto.choose("allreduce", 64 << 20, 64) in ("ring", "rabenseifner", "sharded_ps")
         # latency dear and bandwidth free: fewest rounds
         Profile.hockney(1e-3, 0.0, 0.0).save(str(path))
+        auto.set_profile()
         assert auto.choose("allreduce", 64 << 20, 64) == "recursive_doubling"
         monkeypatch.setenv(ENV, str(tmp_path / "missing.json"))
         with pytest.raises(ValueError, match="no such file"):
             active()
+        auto.set_profile()
         assert auto.profile_fingerprint().startswith("unreadable profile")
         monkeypatch.setenv(ENV, "")
         assert auto.current_profile() is None
+    finally:
+        auto.set_profile()
+
+
+def test_auto_keeps_the_profile_it_read_until_told_to_read_again(tmp_path, monkeypatch):
+    """Read once per process: a file rewritten mid-run must not split the ranks' decisions."""
+    path = tmp_path / "net.json"
+    Profile.hockney(1e-3, 0.0, 0.0).save(str(path))  # latency dear: fewest rounds
+    monkeypatch.setenv(ENV, str(path))
+    auto.set_profile()
+    try:
+        first = auto.current_profile()
+        assert auto.choose("allreduce", 64 << 20, 64) == "recursive_doubling"
+        Profile.hockney(0.0, 1e-9, 0.0).save(str(path))  # bandwidth dear
+        monkeypatch.setenv(ENV, "")
+        assert auto.current_profile() is first
+        assert auto.choose("allreduce", 64 << 20, 64) == "recursive_doubling"
+        monkeypatch.setenv(ENV, str(path))
+        auto.set_profile()
+        assert auto.current_profile() != first
+        assert auto.choose("allreduce", 64 << 20, 64) in ("ring", "rabenseifner", "sharded_ps")
     finally:
         auto.set_profile()
 
