@@ -223,8 +223,9 @@ def test_per_byte_costs_follow_the_working_set_not_the_message():
     prof = dataclasses.replace(Profile.hockney(0.0, 0.0), intra=link, reduce=kern, copy=kern)
     assert cost_model.footprint("allreduce", "ring", n, 2) == 2 * (2 * n + n // 2)
     got = cost_model.predict("allreduce", "ring", n, 2, prof)
-    # the 4 MiB blocks (below the cut by themselves) pay the slow regime's costs
-    assert got == pytest.approx(2 * 3e-10 * n / 2 + 8e-11 * n / 2 + 8e-11 * n)
+    # the first 4 MiB block (below the cut by itself), its reduction and the copy pay the
+    # slow regime's costs; the second round sends the block just reduced, hot: 2 x 3 x 4 MiB
+    assert got == pytest.approx(3e-10 * n / 2 + 1e-10 * n / 2 + 8e-11 * n / 2 + 8e-11 * n)
     # in place, 2 x (8 + 4) MiB = 24 MiB fits: the fast regime
     assert cost_model.predict("allreduce", "ring", n, 2, prof, in_place=True) == pytest.approx(
         2 * 1e-10 * n / 2 + 2e-11 * n / 2)
@@ -246,6 +247,38 @@ def test_the_tree_forwards_hot_chunks():
     assert tree == pytest.approx(cost_model.predict("allreduce", "double_binary_tree", n, 4, hot, in_place=True))
     ring = cost_model.predict("allreduce", "ring", n, 4, prof, in_place=True)
     assert ring == pytest.approx(2 * 3 * 3e-10 * n / 4)
+
+
+@pytest.mark.parametrize("rpn,hot_rounds_fast", [(16, False), (1, True)])
+def test_hot_data_is_charged_what_the_node_touches_in_a_round(rpn, hot_rounds_fast):
+    """Ring at P=16, 4 MiB blocks: after the first round its blocks are hot, but 16 ranks of
+    one node touch 16 x 3 x 4 MiB a round, past a 32 MiB cache; one rank per node, 12 MiB."""
+    import dataclasses
+
+    cut, n, p = 32 << 20, 64 << 20, 16
+    link = _two_regimes(cut / 6, 1e-10, 3e-10, 6)
+    prof = dataclasses.replace(Profile.hockney(0.0, 0.0), intra=link)
+    b = n // p
+    hot = 1e-10 if hot_rounds_fast else 3e-10
+    got = cost_model.predict("allreduce", "ring", n, p, prof, ranks_per_node=rpn, in_place=True)
+    assert got == pytest.approx(3e-10 * b + (2 * (p - 1) - 1) * hot * b)
+
+
+@pytest.mark.parametrize("alg,slow,fast", [
+    ("ring", [2], [2] * 5),  # the first block is cold; the rest were reduced or received just before
+    ("rabenseifner", [4, 4], [2, 2]),  # first halving cold; the hot 4 MiB doubling touches 48 MiB
+    ("sharded_ps", [2] * 3, [2] * 3),  # the shards out cold, the reduced shards back hot
+    ("recursive_doubling", [8, 8], []),  # hot, but the 8 MiB round touches 96 MiB
+])
+def test_only_data_from_the_round_before_is_hot(alg, slow, fast):
+    """P=4 on one node, 8 MiB in place, a cache running out at 6 MiB of measured size (36 MiB)."""
+    import dataclasses
+
+    n, p, mib = 8 << 20, 4, 1 << 20
+    link = _two_regimes(6 * mib, 1e-10, 3e-10, 6)
+    prof = dataclasses.replace(Profile.hockney(0.0, 0.0), intra=link)
+    got = cost_model.predict("allreduce", alg, n, p, prof, in_place=True)
+    assert got == pytest.approx(3e-10 * mib * sum(slow) + 1e-10 * mib * sum(fast))
 
 
 def test_naive_ps_root_holds_every_vector():
