@@ -93,9 +93,10 @@ def _pattern(place: Placement, src, dst) -> tuple[bool, bool, int]:
     return _crossing(place.rpn, src.tobytes(), dst.tobytes())
 
 
-#: Buffers of one message's size that a rank touches in a round (send block,
-#: receive scratch, reduce destination): the working set of hot data.
-ROUND_BUFFERS = 3
+#: Buffers of a message's size each rank touches in a round that reduces
+#: (send block, receive scratch, reduce destination) or only moves data
+#: (send block, receive block): the working set of hot data.
+REDUCING, MOVING = 3, 2
 
 
 class _Cost:
@@ -111,12 +112,11 @@ class _Cost:
         self.o = prof.round_overhead
         self.resident = resident
 
-    def msg(self, nbytes: float, pattern=(True, False, 0), duplex: bool = True, hot: bool = False) -> float:
+    def msg(self, nbytes: float, pattern=(True, False, 0), duplex: bool = True, hot: int = 0) -> float:
         """Slowest message of a round whose pairs form ``pattern`` (see :func:`_pattern`).
 
         ``duplex``: the ranks send and receive at once (the exchange cost).
-        ``hot``: the message's data was touched in the round before (see
-        :meth:`working_set`).
+        ``hot``: see :meth:`working_set`.
         """
         if nbytes <= 0:
             return 0.0
@@ -126,25 +126,26 @@ class _Cost:
             t = max(t, self.link(True, duplex, nbytes, flows, hot))
         return t
 
-    def link(self, inter: bool, duplex: bool, nbytes: float, flows: float = 1.0, hot: bool = False) -> float:
+    def link(self, inter: bool, duplex: bool, nbytes: float, flows: float = 1.0, hot: int = 0) -> float:
         return self.prof.link(inter, duplex)(nbytes, flows, self.working_set(nbytes, hot))
 
-    def working_set(self, nbytes: float, hot: bool) -> float:
+    def working_set(self, nbytes: float, hot: int) -> float:
         """Node bytes a cost per byte of a ``nbytes`` message is taken at.
 
-        Cold data (last touched a whole call ago, or by the API's copy of the
-        send buffer): the call's :attr:`resident` bytes.  Hot data (reduced
-        or received in the round before: the ring's blocks after its first
-        round, Rabenseifner's after its first halving, a parameter server's
-        reduced vector, the tree's forwarded chunks): only what the node's
-        ranks touched since, about :data:`ROUND_BUFFERS` messages each,
-        if that is less.  (On the dev VM at P = 2 the 8 MiB all-reduces, whose
+        Cold data (``hot=0``: last touched a whole call ago, or by the API's
+        copy of the send buffer): the call's :attr:`resident` bytes.  Hot
+        data (reduced or received in the round before: the ring's blocks
+        after its first round, Rabenseifner's after its first halving, a
+        parameter server's reduced vector, the tree's forwarded chunks):
+        only what the node's ranks touch in the round, ``hot`` buffers of
+        the message's size each (:data:`REDUCING` or :data:`MOVING`), if
+        that is less.  (On the dev VM at P = 2 the 8 MiB all-reduces, whose
         40 MiB call outgrows the 32 MiB L3, ran 15-26 % faster than memory
         speed predicts: their later rounds run from cache.)
         """
         if not hot:
             return self.resident
-        return min(self.resident, self.place.rpn * ROUND_BUFFERS * nbytes)
+        return min(self.resident, self.place.rpn * hot * nbytes)
 
     def red(self, nbytes: float) -> float:
         return self.prof.reduce(nbytes, 1.0, self.resident) if nbytes > 0 else 0.0
@@ -162,7 +163,8 @@ class _Cost:
         """
         if nbytes <= 0:
             return 0.0
-        return self.o + self.msg(nbytes, pattern, duplex, hot) + (self.red(nbytes) if reduce else 0.0)
+        touched = (REDUCING if reduce else MOVING) if hot else 0
+        return self.o + self.msg(nbytes, pattern, duplex, touched) + (self.red(nbytes) if reduce else 0.0)
 
 
 # ---------------------------------------------------------------- patterns
@@ -220,8 +222,9 @@ def _ar_ring(c: _Cost, n: int, item: int) -> float:
     if seg <= 0 or block <= seg:  # every block after the first was reduced or received just before
         return c.step(b, pat, True) + (p - 2) * c.step(b, pat, True, hot=True) + (p - 1) * c.step(b, pat, False, hot=True)
     k = -(-block // seg)
-    cold, hot = c.msg(seg * item, pat), c.msg(seg * item, pat, hot=True)
-    return 2 * (p - 1) * c.o + k * ((p - 1) * c.red(seg * item) + cold + (2 * p - 3) * hot)
+    piece = seg * item
+    cold, reducing, moving = (c.msg(piece, pat, hot=h) for h in (0, REDUCING, MOVING))
+    return 2 * (p - 1) * c.o + k * ((p - 1) * c.red(piece) + cold + (p - 2) * reducing + (p - 1) * moving)
 
 
 def _fold_rounds(c: _Cost, nbytes_in: float, nbytes_out: float, reduce: bool) -> float:
@@ -266,12 +269,12 @@ def _ar_rabenseifner(c: _Cost, n: int, item: int) -> float:
     return _fold_rounds(c, n * item, n * item, True) + down + up
 
 
-def _fan(c: _Cost, nbytes: float, flows: int = 1, duplex: bool = False, hot: bool = False) -> float:
+def _fan(c: _Cost, nbytes: float, flows: int = 1, duplex: bool = False, hot: int = 0) -> float:
     """One rank moving a message of ``nbytes`` with every other rank, one after another.
 
     ``flows`` ranks of a node talk off the node at once (they share its
     port); ``duplex``: the rank sends as much as it receives meanwhile;
-    ``hot``: the data was reduced just before.
+    ``hot``: see :meth:`_Cost.working_set`.
     """
     place = c.place
     local = min(place.rpn, place.p) - 1
@@ -286,7 +289,7 @@ def _ar_naive_ps(c: _Cost, n: int, item: int) -> float:
     if p == 1:
         return 0.0
     b = n * item  # the root only receives, then only sends the vector it reduced
-    return 2 * c.o + _fan(c, b) + (p - 1) * c.red(b) + _fan(c, b, hot=True)
+    return 2 * c.o + _fan(c, b) + (p - 1) * c.red(b) + _fan(c, b, hot=MOVING)
 
 
 def _ar_sharded_ps(c: _Cost, n: int, item: int) -> float:
@@ -294,7 +297,7 @@ def _ar_sharded_ps(c: _Cost, n: int, item: int) -> float:
     if p == 1:
         return 0.0
     b = -(-n // p) * item  # every rank sends and receives, all at once; then its reduced shard
-    return 2 * c.o + _fan(c, b, c.place.rpn, True) + (p - 1) * c.red(b) + _fan(c, b, c.place.rpn, True, True)
+    return 2 * c.o + _fan(c, b, c.place.rpn, True) + (p - 1) * c.red(b) + _fan(c, b, c.place.rpn, True, MOVING)
 
 
 @lru_cache(maxsize=256)
@@ -346,8 +349,9 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
         if not cnt:
             continue
         last = sz - (cnt - 1) * st  # the last chunk is shorter
-        # a chunk goes on as soon as it is reduced or arrives: hot in cache
-        lm = np.array([c.msg(st * item, pattern, hot=True), c.msg(last * item, pattern, hot=True)])
+        # a chunk goes on as soon as it is reduced (up) or arrives (down): hot in cache
+        up = np.array([c.msg(st * item, pattern, hot=REDUCING), c.msg(last * item, pattern, hot=REDUCING)])
+        down = np.array([c.msg(st * item, pattern, hot=MOVING), c.msg(last * item, pattern, hot=MOVING)])
         rm = np.array([c.red(st * item), c.red(last * item)])
 
         def cost(start, table):
@@ -359,11 +363,11 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
             k = kids[:, j]
             has = k >= 0
             kh = height[np.where(has, k, 0)]
-            recv += has * (cost(kh, lm) + cost(kh, rm))  # up from a child, reduced
-            send += has * cost(top + depth, lm)  # down to a child
+            recv += has * (cost(kh, up) + cost(kh, rm))  # up from a child, reduced
+            send += has * cost(top + depth, down)  # down to a child
             busy += has * (cost(kh, one) + cost(top + depth, one))
-        send += has_parent * cost(height, lm)  # up to the parent
-        recv += has_parent * cost(top + depth - 1, lm)  # down from the parent
+        send += has_parent * cost(height, up)  # up to the parent
+        recv += has_parent * cost(top + depth - 1, down)  # down from the parent
         busy += has_parent * (cost(height, one) + cost(top + depth - 1, one))
     worst = np.where(busy > 0, c.o + np.maximum(recv, send), 0.0)
     return float(worst.max(axis=1).sum())

@@ -266,9 +266,9 @@ def test_hot_data_is_charged_what_the_node_touches_in_a_round(rpn, hot_rounds_fa
 
 @pytest.mark.parametrize("alg,slow,fast", [
     ("ring", [2], [2] * 5),  # the first block is cold; the rest were reduced or received just before
-    ("rabenseifner", [4, 4], [2, 2]),  # first halving cold; the hot 4 MiB doubling touches 48 MiB
+    ("rabenseifner", [4], [2, 2, 4]),  # first halving cold; the rest hot (the 4 MiB doubling: 32 MiB)
     ("sharded_ps", [2] * 3, [2] * 3),  # the shards out cold, the reduced shards back hot
-    ("recursive_doubling", [8, 8], []),  # hot, but the 8 MiB round touches 96 MiB
+    ("recursive_doubling", [8, 8], []),  # hot, but the reducing 8 MiB round touches 96 MiB
 ])
 def test_only_data_from_the_round_before_is_hot(alg, slow, fast):
     """P=4 on one node, 8 MiB in place, a cache running out at 6 MiB of measured size (36 MiB)."""

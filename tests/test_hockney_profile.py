@@ -130,6 +130,30 @@ def test_footprint_round_trips_and_moves_only_the_slope():
     assert pw(1e3, flows=2, resident=60e6) == pytest.approx(1e-6 + 2 * 3e-10 * 1e3)
 
 
+def test_cost_per_byte_inside_a_working_set_follows_the_measured_sizes():
+    """Between cache and memory the cost per byte climbs smoothly; a line per regime misses it."""
+    mib = 1 << 20
+    sizes = [mib, 2 * mib, 4 * mib, 8 * mib, 16 * mib, 32 * mib]
+    per_byte = [3e-11, 3e-11, 6e-11, 12e-11, 14e-11, 14e-11]  # a cache running out from 2 MiB
+    times = [1e-6 + b * n for n, b in zip(sizes, per_byte)]
+    pw = fit(sizes, times, max_segments=2, footprint=6.0)
+    assert [n for n, _ in pw.per_byte] == sizes
+    assert Piecewise.from_dict(json.loads(json.dumps(pw.to_dict()))) == pw
+    # at a measured size, its own cost per byte (net of the segment's alpha)
+    for n, b in zip(sizes, per_byte):
+        seg = pw.segment(n)
+        assert pw.cost_per_byte(n) == pytest.approx(b + (1e-6 - seg.alpha) / n)
+    # halfway in log size between 4 and 8 MiB, halfway in cost; clamped past the ends
+    mid = pw.cost_per_byte(math.sqrt(32) * mib)
+    assert mid == pytest.approx((pw.cost_per_byte(4 * mib) + pw.cost_per_byte(8 * mib)) / 2)
+    assert pw.cost_per_byte(1e12) == pytest.approx(pw.cost_per_byte(32 * mib))
+    assert pw.cost_per_byte(1.0) == pytest.approx(pw.cost_per_byte(mib))
+    # a 1 KiB message in a 36 MiB working set (measured at 6 MiB): its own alpha, 6 MiB's cost per byte
+    assert pw(1024, resident=36 * mib) == pytest.approx(pw.segment(1024).alpha + pw.cost_per_byte(6 * mib) * 1024)
+    # without a footprint there are no points, and nothing to interpolate
+    assert fit(sizes, times, max_segments=2).per_byte == ()
+
+
 def test_piecewise_serialises_infinity():
     m = Piecewise.line(1e-6, 1e-10)
     assert Piecewise.from_dict(json.loads(json.dumps(m.to_dict()))) == m
