@@ -220,11 +220,13 @@ def _ar_ring(c: _Cost, n: int, item: int) -> float:
     seg = registry.RING_SEGMENT_BYTES // item if registry.RING_SEGMENT_BYTES else 0
     b = block * item
     if seg <= 0 or block <= seg:  # every block after the first was reduced or received just before
-        return c.step(b, pat, True) + (p - 2) * c.step(b, pat, True, hot=True) + (p - 1) * c.step(b, pat, False, hot=True)
+        return (c.step(b, pat, True) + (p - 2) * c.step(b, pat, True, hot=True)
+                + (p - 1) * c.step(b, pat, False, hot=True))
     k = -(-block // seg)
     piece = seg * item
     cold, reducing, moving = (c.msg(piece, pat, hot=h) for h in (0, REDUCING, MOVING))
-    return 2 * (p - 1) * c.o + k * ((p - 1) * c.red(piece) + cold + (p - 2) * reducing + (p - 1) * moving)
+    return 2 * (p - 1) * c.o + k * ((p - 1) * c.red(piece) + cold + (p - 2) * reducing
+                                    + (p - 1) * moving)
 
 
 def _fold_rounds(c: _Cost, nbytes_in: float, nbytes_out: float, reduce: bool) -> float:
@@ -297,7 +299,8 @@ def _ar_sharded_ps(c: _Cost, n: int, item: int) -> float:
     if p == 1:
         return 0.0
     b = -(-n // p) * item  # every rank sends and receives, all at once; then its reduced shard
-    return 2 * c.o + _fan(c, b, c.place.rpn, True) + (p - 1) * c.red(b) + _fan(c, b, c.place.rpn, True, MOVING)
+    rpn = c.place.rpn
+    return 2 * c.o + _fan(c, b, rpn, True) + (p - 1) * c.red(b) + _fan(c, b, rpn, True, MOVING)
 
 
 @lru_cache(maxsize=256)
