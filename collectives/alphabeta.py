@@ -121,8 +121,8 @@ def pingpong(comm: MPI.Comm, a: int, b: int, nbytes_list, budget: float, warmup:
     each other at once, posted and completed as the engine runs a round
     (:func:`_exchange`), the time of one exchange.  ``passes``: the
     iterations of each size are split over this many passes through the
-    sizes (see :func:`_passes`).  ``pools``: :func:`pools` of these sizes to
-    use (else ``a`` and ``b`` allocate their own).
+    sizes (see :func:`_passes`).  ``pools``: :func:`make_pools` of these
+    sizes to use (else ``a`` and ``b`` allocate their own).
 
     A pass generator (:mod:`collectives.passes`); its result is
     ``{nbytes: array of seconds}`` on ``a``, empty elsewhere.
@@ -178,6 +178,29 @@ def _passes(nbytes_list, iterations, passes: int, warmup: int, block):
             out[n] += block(n, share(iterations(n), passes), warm)
         yield
     return {n: np.array(v) for n, v in out.items()}
+
+
+def _slowest(comm: MPI.Comm, once, iters: int, warm: int) -> list[float]:
+    """``iters`` samples of ``once(k)`` (which returns its own seconds), each the slowest rank's.
+
+    ``warm`` untimed calls first; a barrier before every timed one.
+    """
+    for k in range(warm):
+        once(k)
+    samples = []
+    for k in range(iters):
+        comm.Barrier()
+        samples.append(once(k))
+    return np.max(comm.allgather(samples), axis=0).tolist()
+
+
+def _timed(run):
+    """``run()`` as a ``once(k)`` for :func:`_slowest`: returns the seconds it took."""
+    def once(_):
+        t0 = time.perf_counter()
+        run()
+        return time.perf_counter() - t0
+    return once
 
 
 def make_pools(nbytes_list) -> dict:
@@ -240,13 +263,7 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
         return time.perf_counter() - t0
 
     def block(n, iters, warm):
-        for k in range(warm):
-            once(pools[n], k)
-        samples = []
-        for k in range(iters):
-            comm.Barrier()
-            samples.append(once(pools[n], k))
-        return np.max(comm.allgather(samples), axis=0).tolist()
+        return _slowest(comm, lambda k: once(pools[n], k), iters, warm)
 
     got = yield from _passes(nbytes_list, lambda n: _iterations(n, budget, guess_bw=10e9, guess_lat=1e-6),
                              passes, 3, block)
@@ -274,15 +291,7 @@ def round_times(comm: MPI.Comm, budget: float, passes: int = 1, counts=(1, 2, 4,
 
     def block(r, iters, warm):
         rounds = (rnd,) * r
-        for _ in range(warm):
-            execute(rounds, work, comm, "max")
-        samples = []
-        for _ in range(iters):
-            comm.Barrier()
-            t0 = time.perf_counter()
-            execute(rounds, work, comm, "max")
-            samples.append(time.perf_counter() - t0)
-        return np.max(comm.allgather(samples), axis=0).tolist()
+        return _slowest(comm, _timed(lambda: execute(rounds, work, comm, "max")), iters, warm)
 
     got = yield from _passes(list(counts), lambda r: max(20, int(budget / (r * 20e-6))), passes, 5, block)
     return {r: float(np.median(v)) for r, v in got.items()}
@@ -306,15 +315,8 @@ def call_times(comm: MPI.Comm, budget: float, passes: int = 1):
     y = np.empty_like(x)
 
     def block(_, iters, warm):
-        for _ in range(warm):
-            api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)
-        samples = []
-        for _ in range(iters):
-            comm.Barrier()
-            t0 = time.perf_counter()
-            api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)
-            samples.append(time.perf_counter() - t0)
-        return np.max(comm.allgather(samples), axis=0).tolist()
+        return _slowest(comm, _timed(lambda: api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)),
+                        iters, warm)
 
     got = yield from _passes([4], lambda _: max(50, int(budget / 50e-6)), passes, 5, block)
     return got[4]

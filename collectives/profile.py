@@ -17,7 +17,6 @@ import hashlib
 import json
 import os
 from dataclasses import dataclass, field
-from functools import lru_cache
 
 from .hockney import Piecewise
 
@@ -166,13 +165,11 @@ def load(path: str) -> Profile:
         raise ValueError(f"{path} is not a profile: {e!r}") from None
 
 
-@lru_cache(maxsize=None)
-def _load_cached(path: str, mtime: float) -> Profile:
-    return load(path)
-
-
 def active() -> tuple[Profile | None, str]:
-    """The profile ``auto`` uses now and where it came from (``""`` when none).
+    """The profile the environment names, read now, and where it came from (``""`` when none).
+
+    :mod:`collectives.auto` reads it once per process (see
+    :func:`collectives.auto.set_profile`).
 
     A named but unreadable profile raises ``ValueError``: silently falling
     back would hide a typo in ``COLLECTIVES_PROFILE``.
@@ -187,4 +184,4 @@ def active() -> tuple[Profile | None, str]:
         path = default_path()
         if not os.path.exists(path):
             return None, ""
-    return _load_cached(path, os.path.getmtime(path)), path
+    return load(path), path

@@ -55,6 +55,9 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
             assert r["predicted_us"] > 0 and np.isfinite(r["rel_error"])
         if r["algorithm"] == "auto":
             assert r["auto_choice"] in cost_model.predictable("allreduce")
+            assert r["measured_us"] == r["bench_us"]  # auto only runs in the bench after the profile
+        else:
+            assert r["bench_us"] > 0  # fixed algorithms: timed alongside the profile and again beside auto
     with h5py.File(h5) as f:
         assert f["reduce/seconds"].shape[0] == len(f["reduce/bytes"])
         assert json.loads(f.attrs["profile"])["version"] == 1
