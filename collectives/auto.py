@@ -4,7 +4,7 @@ With a profile (see :mod:`collectives.profile` for where it is looked up;
 ``python -m collectives.alphabeta --save`` writes one), ``auto`` runs the
 algorithm that :func:`collectives.cost_model.best` predicts fastest for the
 message size, the rank count and the ranks per node.  Decisions are cached
-per (family, bytes, P, ranks per node, item size).
+per (family, bytes, P, ranks per node, item size) until :func:`set_profile`.
 
 Without one, the built-in rule follows the textbook crossovers (Thakur,
 Rabenseifner and Gropp 2005), checked against ``python -m collectives.bench``
@@ -106,14 +106,15 @@ def choose(family: str, nbytes: int, p: int, *, ranks_per_node: int | None = Non
     itemsize : int
         Bytes per element.
     """
-    prof = current_profile()
-    if prof is None or nbytes < itemsize:
-        return builtin(family, nbytes, p)
-    key = (id(prof), family, nbytes, p, ranks_per_node, itemsize)
+    key = (family, nbytes, p, ranks_per_node, itemsize)
     name = _cache.get(key)
     if name is None:
-        name = cost_model.best(family, nbytes, p, prof, ranks_per_node=ranks_per_node,
-                               itemsize=itemsize)[0]
+        prof = current_profile()
+        if prof is None or nbytes < itemsize:
+            name = builtin(family, nbytes, p)
+        else:
+            name = cost_model.best(family, nbytes, p, prof, ranks_per_node=ranks_per_node,
+                                   itemsize=itemsize)[0]
         if len(_cache) > 4096:
             _cache.clear()
         _cache[key] = name

@@ -127,7 +127,21 @@ class _Cost:
         return t
 
     def link(self, inter: bool, duplex: bool, nbytes: float, flows: float = 1.0, hot: int = 0) -> float:
-        return self.prof.link(inter, duplex)(nbytes, flows, self.working_set(nbytes, hot))
+        """One message of ``nbytes``: the exchange cost, or (``duplex`` False) the one-way cost.
+
+        A one-way message is charged at most the exchange of its size: the
+        exchange carries it and another at once.  Ping-pong's half round
+        trip can measure more: on the dev VM (MPICH, P = 2) it was 1.2-1.5x
+        the exchange at 2-3 MiB, in the cache-to-memory climb, and 0.7-0.95x
+        at every other size, and the naive parameter server's one-way
+        messages at 4 MiB, whose working set the model reads there, took
+        no more than the exchange.
+        """
+        w = self.working_set(nbytes, hot)
+        t = self.prof.link(inter, True)(nbytes, flows, w)
+        if not duplex:
+            t = min(t, self.prof.link(inter, False)(nbytes, flows, w))
+        return t
 
     def working_set(self, nbytes: float, hot: int) -> float:
         """Node bytes a cost per byte of a ``nbytes`` message is taken at.

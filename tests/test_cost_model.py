@@ -179,6 +179,23 @@ def test_exchange_cost_is_used_where_ranks_send_and_receive_at_once():
         cost_model.predict("broadcast", "binomial", n, 4, base))
 
 
+def test_a_one_way_message_costs_at_most_the_exchange_of_its_size():
+    import dataclasses
+
+    # ping-pong measured dearer than the exchange (as at 2-3 MiB on the dev VM)
+    base = _profile(o=0.0, gamma=0.0)
+    dear = dataclasses.replace(base, intra=Piecewise.line(ALPHA, 3 * BETA),
+                               intra_exchange=Piecewise.line(ALPHA, 2 * BETA))
+    n = 1 << 20
+    # both of the naive parameter server's rounds are one-way messages of the whole vector
+    assert cost_model.predict("allreduce", "naive_ps", n, 2, dear, in_place=True) == pytest.approx(
+        2 * (ALPHA + 2 * BETA * n))
+    # where ping-pong is the cheaper, one-way messages keep its cost
+    cheap = dataclasses.replace(base, intra_exchange=Piecewise.line(ALPHA, 2 * BETA))
+    assert cost_model.predict("allreduce", "naive_ps", n, 2, cheap, in_place=True) == pytest.approx(
+        2 * (ALPHA + BETA * n))
+
+
 def test_copy_and_call_overhead_are_charged_once():
     import dataclasses
 

@@ -119,6 +119,19 @@ def test_auto_keeps_the_profile_it_read_until_told_to_read_again(tmp_path, monke
         auto.set_profile()
 
 
+def test_auto_decides_again_after_set_profile():
+    """Decisions are cached per size; a new profile (or none) must not inherit them."""
+    try:
+        auto.set_profile(None)
+        assert auto.choose("allreduce", 64 << 20, 64) == auto.builtin("allreduce", 64 << 20, 64) == "ring"
+        auto.set_profile(Profile.hockney(1e-3, 0.0, 0.0))  # latency dear: fewest rounds
+        assert auto.choose("allreduce", 64 << 20, 64) == "recursive_doubling"
+        auto.set_profile(None)
+        assert auto.choose("allreduce", 64 << 20, 64) == "ring"
+    finally:
+        auto.set_profile()
+
+
 def test_footprint_round_trips_and_moves_only_the_slope():
     from collectives.hockney import Segment
 
