@@ -366,10 +366,10 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
         if not cnt:
             continue
         last = sz - (cnt - 1) * st  # the last chunk is shorter
+        chunks = (st * item, last * item)
         # a chunk goes on as soon as it is reduced (up) or arrives (down): hot in cache
-        up = np.array([c.msg(st * item, pattern, hot=REDUCING), c.msg(last * item, pattern, hot=REDUCING)])
-        down = np.array([c.msg(st * item, pattern, hot=MOVING), c.msg(last * item, pattern, hot=MOVING)])
-        rm = np.array([c.red(st * item), c.red(last * item)])
+        up, down = (np.array([c.msg(b, pattern, hot=h) for b in chunks]) for h in (REDUCING, MOVING))
+        rm = np.array([c.red(b) for b in chunks])
 
         def cost(start, table):
             """Seconds of the chunk a node handles in each round, by chunk index ``s - start``."""
