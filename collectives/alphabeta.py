@@ -23,7 +23,8 @@ machine hits one pass of each, not all of one):
   same way, each timed where the library runs it (right after an exchange,
   writing the buffer the peer just read, see :func:`local_kernel`) with
   every rank of the node working at once, so memory bandwidth is shared as
-  it is in a collective.
+  it is in a collective; and the reduce again with rank 0 alone while the
+  others wait, as the naive parameter server's root reduces.
 - **software overheads** of our engine: the time per round beyond the
   messages and reductions the model charges for it (from schedules of 1 to
   16 one-element rounds) and per call (a one-element recursive-doubling
@@ -225,8 +226,8 @@ def make_pools(nbytes_list) -> dict:
 
 
 def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1,
-                 pools: dict | None = None):
-    """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once.
+                 pools: dict | None = None, alone: bool = False):
+    """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once or rank 0 alone.
 
     Both are timed where the library runs them: right after an untimed
     exchange with rank ``r ^ 1`` (a rank without a partner skips it).  The
@@ -239,6 +240,13 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
     6 us against 3 us for the kernel alone, 21 against 10 at 256 KiB; the
     API's 64 KiB copy 6 us against 2.5).  ``passes``: see :func:`_passes`;
     ``pools``: :func:`make_pools` of these sizes to use.
+
+    ``alone``: only rank 0 runs the kernel while the others wait, as the
+    naive parameter server's root reduces while every other rank waits for
+    the result.  It then has the memory system to itself (dev VM, P = 2,
+    one thread per rank, fast state: 0.62-0.87x the time of both ranks
+    reducing at once from 4 to 64 MiB, about 1x in cache); with 16 ranks
+    to a node the gap should be wider (not yet measured).
 
     A pass generator (:mod:`collectives.passes`); its result is
     ``{nbytes: array of seconds}`` (each sample the slowest rank's) on every
@@ -255,6 +263,8 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
         sent, got, other = pool[k % POOL], pool[(k + 1) % POOL], pool[(k + 2) % POOL]
         if peer is not None:
             _exchange(comm, [sent, MPI.FLOAT], [got, MPI.FLOAT], peer)
+        if alone and rank != 0:
+            return 0.0
         t0 = time.perf_counter()
         if kind == "reduce":
             combine(sent, got, "sum", False)
@@ -384,6 +394,8 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
     ks = [s for s in ns if s >= 64]
     for kind in ("reduce", "copy"):
         tasks[kind] = local_kernel(comm, kind, ks, args.budget, args.passes, pools)
+    tasks["reduce_alone"] = local_kernel(comm, "reduce", ks, args.budget, args.passes, pools,
+                                         alone=True)
     tasks["rounds"] = round_times(comm, args.budget, args.passes)
     tasks["call"] = call_times(comm, args.budget, args.passes)
     done = interleave([*tasks.values(), *alongside])
@@ -398,7 +410,9 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
             links[name + ("_exchange" if kind == "exchange" else "")] = fit(
                 list(t), [np.median(v) for v in t.values()], max_segments=args.max_segments,
                 footprint=POOL * (2 if name == "intra" else 1))
-    red, cp = raw["reduce"], raw["copy"] = got["reduce"], got["copy"]
+    for kind in ("reduce", "copy", "reduce_alone"):
+        raw[kind] = got[kind]
+    red, cp, red1 = got["reduce"], got["copy"], got["reduce_alone"]
     if args.pairs and p > 2:
         raw["pair_alpha"], raw["pair_beta"] = pairwise(comm, args.max_pairs, args.budget / 4)
     raw["rounds"] = got["rounds"]
@@ -417,6 +431,8 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
                    footprint=POOL * local),
         copy=fit(list(cp), [np.median(v) for v in cp.values()], max_segments=args.max_segments,
                  footprint=POOL * local),
+        reduce_alone=fit(list(red1), [np.median(v) for v in red1.values()],
+                         max_segments=args.max_segments, footprint=POOL * local),
         meta=meta,
     )
     # per round: the slope of the one-element rounds less what the model charges for
@@ -452,7 +468,9 @@ def describe(prof: Profile) -> str:
                      ("intra-node link, exchange", prof.intra_exchange),
                      ("inter-node link, ping-pong", prof.inter),
                      ("inter-node link, exchange", prof.inter_exchange),
-                     ("reduce kernel (gamma)", prof.reduce), ("memory copy", prof.copy)):
+                     ("reduce kernel (gamma)", prof.reduce),
+                     ("reduce kernel, one rank of the node alone", prof.reduce_alone),
+                     ("memory copy", prof.copy)):
         if pw is None:
             continue
         lines.append(f"# {name}: R^2 {pw.r2:.4f}, largest relative residual {pw.max_rel_residual:.1%}")
@@ -498,7 +516,7 @@ def write_hdf5(path: str, prof: Profile, raw: dict) -> None:
             f.attrs[k] = v if not isinstance(v, list) else ",".join(map(str, v))
         f.attrs["profile"] = json.dumps(prof.to_dict())
         for key in ("pingpong_intra", "exchange_intra", "pingpong_inter", "exchange_inter",
-                    "reduce", "copy"):
+                    "reduce", "reduce_alone", "copy"):
             if key not in raw:
                 continue
             data = raw[key]

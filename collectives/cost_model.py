@@ -15,7 +15,10 @@ be checked against them and against the clock:
   receiver sits in an MPI call, so the engine's reduce-while-the-next-
   message-is-in-flight does not overlap much on shared memory; the model
   does not pretend it does.)  Sends go out concurrently with the receives
-  (full duplex) and one after another among themselves.
+  (full duplex) and one after another among themselves.  Reductions cost
+  what they cost with every rank of the node reducing at once, except the
+  naive parameter server's root's, which run while the other ranks wait
+  (``Profile.reduce_alone``).
 - Ranks are placed in blocks of ``ranks_per_node`` consecutive ranks.  A
   round whose pattern joins two nodes is charged the inter-node link, and
   when ``f`` ranks of one node send off the node at once they share its
@@ -161,8 +164,12 @@ class _Cost:
             return self.resident
         return min(self.resident, self.place.rpn * hot * nbytes)
 
-    def red(self, nbytes: float) -> float:
-        return self.prof.reduce(nbytes, 1.0, self.resident) if nbytes > 0 else 0.0
+    def red(self, nbytes: float, alone: bool = False) -> float:
+        """Reducing ``nbytes``; ``alone``: while the node's other ranks wait (else all at once)."""
+        kernel = self.prof.reduce
+        if alone and self.prof.reduce_alone is not None:
+            kernel = self.prof.reduce_alone
+        return kernel(nbytes, 1.0, self.resident) if nbytes > 0 else 0.0
 
     def copy(self, nbytes: float) -> float:
         return self.prof.copy(nbytes, 1.0, self.resident) if nbytes > 0 else 0.0
@@ -304,8 +311,8 @@ def _ar_naive_ps(c: _Cost, n: int, item: int) -> float:
     p = c.place.p
     if p == 1:
         return 0.0
-    b = n * item  # the root only receives, then only sends the vector it reduced
-    return 2 * c.o + _fan(c, b) + (p - 1) * c.red(b) + _fan(c, b, hot=MOVING)
+    b = n * item  # the root only receives, reduces while the rest wait, then sends the result
+    return 2 * c.o + _fan(c, b) + (p - 1) * c.red(b, alone=True) + _fan(c, b, hot=MOVING)
 
 
 def _ar_sharded_ps(c: _Cost, n: int, item: int) -> float:

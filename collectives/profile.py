@@ -39,7 +39,8 @@ class Profile:
         was measured (the cost model then uses ``intra`` for every link).
     reduce : Piecewise
         Time of our reduce kernel (sum, float32) over ``n`` bytes, just after
-        an exchange as the engine runs it: slope gamma.
+        an exchange as the engine runs it, every rank of the node reducing
+        at once: slope gamma.
     copy : Piecewise
         Time of a local memory copy of ``n`` bytes into a buffer just sent
         from (the API's copy of the send buffer into the last call's result).
@@ -49,6 +50,9 @@ class Profile:
         in most rounds of our collectives.
         On shared memory the two copies compete for memory bandwidth, so
         this can be well above the ping-pong time.  ``None``: use the one-way cost.
+    reduce_alone : Piecewise or None
+        The same with one rank of the node reducing while the others wait
+        (the naive parameter server's root); ``None``: use ``reduce``.
     call_overhead : float
         Software time per collective call outside the rounds (validation, dispatch).
     round_overhead : float
@@ -63,6 +67,7 @@ class Profile:
     inter: Piecewise | None = None
     intra_exchange: Piecewise | None = None
     inter_exchange: Piecewise | None = None
+    reduce_alone: Piecewise | None = None
     call_overhead: float = 0.0
     round_overhead: float = 0.0
     meta: dict = field(default_factory=dict, compare=False)
@@ -102,6 +107,7 @@ class Profile:
             "intra_exchange": None if self.intra_exchange is None else self.intra_exchange.to_dict(),
             "inter_exchange": None if self.inter_exchange is None else self.inter_exchange.to_dict(),
             "reduce": self.reduce.to_dict(),
+            "reduce_alone": None if self.reduce_alone is None else self.reduce_alone.to_dict(),
             "copy": self.copy.to_dict(),
             "call_overhead": self.call_overhead,
             "round_overhead": self.round_overhead,
@@ -118,6 +124,8 @@ class Profile:
             intra_exchange=None if d.get("intra_exchange") is None else Piecewise.from_dict(d["intra_exchange"]),
             inter_exchange=None if d.get("inter_exchange") is None else Piecewise.from_dict(d["inter_exchange"]),
             reduce=Piecewise.from_dict(d["reduce"]),
+            reduce_alone=(None if d.get("reduce_alone") is None
+                          else Piecewise.from_dict(d["reduce_alone"])),
             copy=Piecewise.from_dict(d["copy"]),
             call_overhead=float(d.get("call_overhead", 0.0)),
             round_overhead=float(d.get("round_overhead", 0.0)),

@@ -46,7 +46,8 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
         assert prof.intra.alpha > 0 and prof.intra.beta > 0
         assert prof.intra_exchange is not None
         assert 0 < prof.intra.r2 <= 1
-    for pw in (prof.intra, prof.reduce, prof.copy):  # tiny budgets, maybe oversubscribed: no timing asserted
+    # tiny budgets, maybe oversubscribed: no timing asserted
+    for pw in (prof.intra, prof.reduce, prof.reduce_alone, prof.copy):
         assert all(np.isfinite([s.alpha, s.beta]).all() and s.alpha >= 0 and s.beta >= 0 for s in pw.segments)
     recs = doc["predictions"]
     assert {r["algorithm"] for r in recs} == set(collectives.ALGORITHMS["allreduce"])
@@ -60,6 +61,7 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
             assert r["bench_us"] > 0  # fixed algorithms: timed alongside the profile and again beside auto
     with h5py.File(h5) as f:
         assert f["reduce/seconds"].shape[0] == len(f["reduce/bytes"])
+        assert list(f["reduce_alone/bytes"]) == list(f["reduce/bytes"])
         assert json.loads(f.attrs["profile"])["version"] == 1
         if comm.Get_size() > 1:
             assert f["pingpong_intra/median"].shape == f["pingpong_intra/bytes"].shape
@@ -100,6 +102,23 @@ def test_kernels_and_messages_sample_every_size(passes):
                 assert all(np.all(v > 0) for v in got.values())
             else:
                 assert got == {}
+
+
+def test_the_lone_reduce_runs_on_rank_0_only(monkeypatch):
+    from collectives import reduce_ops
+
+    comm = world()
+    sizes = [64, 4096]
+    calls = []
+    kernel = reduce_ops.combine
+    monkeypatch.setattr(reduce_ops, "combine", lambda *a: calls.append(1) or kernel(*a))
+    got = drain(alphabeta.local_kernel(comm, "reduce", sizes, 0.0, 2, alone=True))
+    # per size: 3 warm-up calls in the first pass, 1 in the second, and each pass's share
+    runs = sum(3 + 1 + 2 * -(-alphabeta._iterations(n, 0.0) // 2) for n in sizes)
+    assert len(calls) == (runs if comm.Get_rank() == 0 else 0)
+    assert all(np.all(v > 0) for v in got.values())
+    ref = comm.bcast(got, root=0)  # every rank has rank 0's times
+    assert all(np.array_equal(ref[n], got[n]) for n in got)
 
 
 def test_simulate_needs_only_a_profile(tmp_path_factory):

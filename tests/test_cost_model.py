@@ -196,6 +196,23 @@ def test_a_one_way_message_costs_at_most_the_exchange_of_its_size():
         2 * (ALPHA + BETA * n))
 
 
+def test_only_the_naive_root_reduces_at_the_rate_measured_alone():
+    import dataclasses
+
+    base = _profile(o=0.0)
+    alone = dataclasses.replace(base, reduce_alone=Piecewise.line(0.0, GAMMA / 4))
+    n, p = 1 << 20, 5
+    for alg in cost_model.predictable("allreduce"):
+        t_all = cost_model.predict("allreduce", alg, n, p, base, in_place=True)
+        t_alone = cost_model.predict("allreduce", alg, n, p, alone, in_place=True)
+        if alg == "naive_ps":  # the root reduces P - 1 vectors while every other rank waits
+            assert t_all - t_alone == pytest.approx((p - 1) * n * GAMMA * 3 / 4)
+        else:  # every rank reduces at once
+            assert t_alone == t_all
+    # a profile without the measurement charges the all-at-once rate
+    assert base.reduce_alone is None
+
+
 def test_copy_and_call_overhead_are_charged_once():
     import dataclasses
 

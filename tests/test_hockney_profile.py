@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import math
 
@@ -57,6 +58,13 @@ def test_profile_round_trips_and_fingerprints(tmp_path):
     wrapped = tmp_path / "ab.json"
     wrapped.write_text(json.dumps({"profile": p.to_dict(), "predictions": []}))
     assert load(str(wrapped)) == p
+    # the lone-rank reduce is kept; a profile written before it existed still loads
+    alone = dataclasses.replace(p, reduce_alone=Piecewise.line(0.0, 2e-11))
+    assert Profile.from_dict(json.loads(json.dumps(alone.to_dict()))) == alone
+    assert alone.fingerprint() != p.fingerprint()
+    old = p.to_dict()
+    del old["reduce_alone"]
+    assert Profile.from_dict(old) == p
 
 
 def test_a_broken_profile_is_a_clear_error(tmp_path):
