@@ -225,6 +225,10 @@ def make_pools(nbytes_list) -> dict:
     return out
 
 
+#: The local kernels the profile times: (profile field, ``local_kernel`` kind, alone).
+KERNELS = (("reduce", "reduce", False), ("copy", "copy", False), ("reduce_alone", "reduce", True))
+
+
 def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1,
                  pools: dict | None = None, alone: bool = False):
     """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once or rank 0 alone.
@@ -392,34 +396,37 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
                     tasks[f"{'exchange' if exchange else 'pingpong'}_{name}"] = pingpong(
                         comm, 0, peers[0], ns, args.budget, exchange=exchange, passes=args.passes, pools=pools)
     ks = [s for s in ns if s >= 64]
-    for kind in ("reduce", "copy"):
-        tasks[kind] = local_kernel(comm, kind, ks, args.budget, args.passes, pools)
-    tasks["reduce_alone"] = local_kernel(comm, "reduce", ks, args.budget, args.passes, pools,
-                                         alone=True)
+    for name, kind, alone in KERNELS:
+        tasks[name] = local_kernel(comm, kind, ks, args.budget, args.passes, pools, alone)
     tasks["rounds"] = round_times(comm, args.budget, args.passes)
     tasks["call"] = call_times(comm, args.budget, args.passes)
     done = interleave([*tasks.values(), *alongside])
     got = dict(zip(tasks, done))
     del pools
+
+    def medians_fit(samples: dict, footprint: int) -> Piecewise:
+        return fit(list(samples), [np.median(v) for v in samples.values()],
+                   max_segments=args.max_segments, footprint=footprint)
+
     links = {}
     for key in ("pingpong_intra", "exchange_intra", "pingpong_inter", "exchange_inter"):
         if key in got and rank == 0:
-            t = raw[key] = got[key]
+            raw[key] = got[key]
             kind, name = key.split("_")
             # working set on the busiest node: POOL buffers per rank, two ranks or one
-            links[name + ("_exchange" if kind == "exchange" else "")] = fit(
-                list(t), [np.median(v) for v in t.values()], max_segments=args.max_segments,
-                footprint=POOL * (2 if name == "intra" else 1))
-    for kind in ("reduce", "copy", "reduce_alone"):
-        raw[kind] = got[kind]
-    red, cp, red1 = got["reduce"], got["copy"], got["reduce_alone"]
+            links[name + ("_exchange" if kind == "exchange" else "")] = medians_fit(
+                got[key], POOL * (2 if name == "intra" else 1))
+    local = int(np.bincount(nodes).max())  # ranks running the kernels at once on the fullest node
+    kernels = {}
+    for name, _, _ in KERNELS:
+        raw[name] = got[name]
+        kernels[name] = medians_fit(got[name], POOL * local)
     if args.pairs and p > 2:
         raw["pair_alpha"], raw["pair_beta"] = pairwise(comm, args.max_pairs, args.budget / 4)
     raw["rounds"] = got["rounds"]
     links = comm.bcast(links, root=0)
     if "intra" not in links:  # one rank: no link to measure, keep a zero-cost one
         links["intra"] = Piecewise.line(0.0, 0.0)
-    local = int(np.bincount(nodes).max())  # ranks running the kernels at once on the fullest node
     meta = environment(comm)
     meta["nodes"] = max(nodes) + 1
     prof = Profile(
@@ -427,12 +434,7 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
         inter=links.get("inter"),
         intra_exchange=links.get("intra_exchange"),
         inter_exchange=links.get("inter_exchange"),
-        reduce=fit(list(red), [np.median(v) for v in red.values()], max_segments=args.max_segments,
-                   footprint=POOL * local),
-        copy=fit(list(cp), [np.median(v) for v in cp.values()], max_segments=args.max_segments,
-                 footprint=POOL * local),
-        reduce_alone=fit(list(red1), [np.median(v) for v in red1.values()],
-                         max_segments=args.max_segments, footprint=POOL * local),
+        **kernels,
         meta=meta,
     )
     # per round: the slope of the one-element rounds less what the model charges for
@@ -516,7 +518,7 @@ def write_hdf5(path: str, prof: Profile, raw: dict) -> None:
             f.attrs[k] = v if not isinstance(v, list) else ",".join(map(str, v))
         f.attrs["profile"] = json.dumps(prof.to_dict())
         for key in ("pingpong_intra", "exchange_intra", "pingpong_inter", "exchange_inter",
-                    "reduce", "reduce_alone", "copy"):
+                    *(name for name, _, _ in KERNELS)):
             if key not in raw:
                 continue
             data = raw[key]
