@@ -13,18 +13,19 @@ import numpy as np
 from .reduce_ops import DTYPES
 
 _NAMES = ", ".join(str(d) for d in DTYPES)
+_ACCEPTED = frozenset(DTYPES)
 
 
 def is_cupy(a) -> bool:
     """Whether ``a`` is a cupy array (without importing cupy)."""
-    return type(a).__module__.split(".")[0] == "cupy"
+    return type(a) is not np.ndarray and type(a).__module__.split(".")[0] == "cupy"
 
 
 def problem(a, name: str) -> str | None:
     """Why ``a`` cannot be used as a buffer, or None if it can."""
     if not (isinstance(a, np.ndarray) or is_cupy(a)):
         return f"{name} must be a numpy or cupy array, got {type(a).__name__}"
-    if a.dtype not in DTYPES:
+    if a.dtype not in _ACCEPTED:
         return f"{name} has dtype {a.dtype}; supported dtypes are {_NAMES}"
     if not a.flags.c_contiguous:
         return f"{name} is not C-contiguous; pass numpy.ascontiguousarray({name})"

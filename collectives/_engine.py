@@ -1,8 +1,17 @@
-"""Runs a schedule over MPI point-to-point: the only place that sends or receives."""
+"""Runs a schedule over MPI point-to-point: the only place that sends or receives.
+
+A schedule is compiled once per item size into a :class:`Plan` of byte
+ranges, peers and tags (:func:`compile_rounds`), so a call does no more
+Python than slicing its buffers and posting its messages.  Plans are cached
+by the schedule's identity: the schedule functions are ``lru_cache``-d, so
+a repeated call hands in the very same tuple.  On the dev VM (P = 2) this
+took a one-round all-reduce of 4 B from 15 to 11 us; the same messages
+posted by hand take 5 us, and MPI's own all-reduce 3 us.
+"""
 
 from __future__ import annotations
 
-from typing import Iterator, Sequence
+from typing import Iterator, NamedTuple, Sequence
 
 import numpy as np
 from mpi4py import MPI
@@ -13,11 +22,83 @@ from .schedule import Round
 from .workspace import scratch
 
 
-def _overlaps(rnd: Round) -> bool:
-    """Whether a reducing receive writes a range that the same round sends."""
-    return any(
-        v.reduce and v.lo < s.hi and s.lo < v.hi for v in rnd.recvs for s in rnd.sends
-    )
+class Step(NamedTuple):
+    """One round, compiled: byte ranges of the work buffer (or of the scratch)."""
+
+    #: ``(peer, tag, byte lo, byte hi, into scratch)`` per receive, in schedule order
+    recvs: tuple[tuple[int, int, int, int, bool], ...]
+    #: ``(peer, tag, byte lo, byte hi)`` per send
+    sends: tuple[tuple[int, int, int, int], ...]
+    #: ``(receive index, work element lo, scratch element lo, elements, incoming first)``
+    #: per reducing receive, in schedule order
+    reduces: tuple[tuple[int, int, int, int, bool], ...]
+    #: a reducing receive writes a range this round sends: finish the sends first
+    sends_first: bool
+    #: ``(messages sent, received, bytes sent, received)`` for :func:`traffic.record`
+    traffic: tuple[int, int, int, int]
+
+
+class Plan(NamedTuple):
+    """A schedule compiled for one item size: its non-empty rounds and its scratch size."""
+
+    steps: tuple[Step, ...]
+    #: elements of scratch the reducing receives need: the most one round reduces
+    scratch: int
+
+
+def _compile(rounds: Sequence[Round], item: int) -> Plan:
+    steps = []
+    need = 0
+    for rnd in rounds:
+        recvs = [v for v in rnd.recvs if v.hi > v.lo]
+        sends = [s for s in rnd.sends if s.hi > s.lo]
+        if not recvs and not sends:
+            continue
+        posted, reduces, at = [], [], 0
+        for i, v in enumerate(recvs):
+            if v.reduce:
+                posted.append((v.peer, v.tag, at * item, (at + v.count) * item, True))
+                reduces.append((i, v.lo, at, v.count, v.incoming_first))
+                at += v.count
+            else:
+                posted.append((v.peer, v.tag, v.lo * item, v.hi * item, False))
+        need = max(need, at)
+        overlaps = any(v.reduce and v.lo < s.hi and s.lo < v.hi for v in recvs for s in sends)
+        steps.append(
+            Step(
+                tuple(posted),
+                tuple((s.peer, s.tag, s.lo * item, s.hi * item) for s in sends),
+                tuple(reduces),
+                overlaps,
+                (len(sends), len(recvs), sum(s.count for s in sends) * item,
+                 sum(v.count for v in recvs) * item),
+            )
+        )
+    return Plan(tuple(steps), need)
+
+
+_PLANS: dict[tuple[int, int], tuple[tuple, Plan]] = {}
+#: Compiled plans kept; the oldest is dropped beyond this.
+PLANS_KEPT = 1024
+
+
+def compile_rounds(rounds: Sequence[Round], itemsize: int) -> Plan:
+    """The :class:`Plan` of ``rounds`` for items of ``itemsize`` bytes, cached for tuples.
+
+    The cache is keyed by the tuple's identity and holds the tuple itself,
+    so the key cannot be reused by another schedule while the entry lives.
+    """
+    if type(rounds) is not tuple:
+        return _compile(rounds, itemsize)
+    key = (id(rounds), itemsize)
+    hit = _PLANS.get(key)
+    if hit is not None:
+        return hit[1]
+    plan = _compile(rounds, itemsize)
+    if len(_PLANS) >= PLANS_KEPT:
+        del _PLANS[next(iter(_PLANS))]
+    _PLANS[key] = (rounds, plan)
+    return plan
 
 
 def rounds_posted(
@@ -34,59 +115,30 @@ def rounds_posted(
     the yielded requests to let MPI progress them.  Receives are posted
     before sends; zero-length transfers are skipped on both sides.
 
-    ``tmp``: the scratch for reducing receives (:func:`scratch_elements`
-    elements); default the shared engine scratch, which only one running
-    schedule may use at a time.
+    ``tmp``: the scratch for reducing receives (``compile_rounds(rounds,
+    work.itemsize).scratch`` elements); default the shared engine scratch,
+    which only one running schedule may use at a time.
     """
-    item = work.itemsize
-    need = scratch_elements(rounds)
+    plan = compile_rounds(rounds, work.itemsize)
     if tmp is None:
-        tmp = scratch(work.dtype, need)
-    raw = work.view(np.uint8)
-    raw_tmp = tmp.view(np.uint8)
-    byte = MPI.BYTE
-    for rnd in rounds:
-        recvs = [v for v in rnd.recvs if v.hi > v.lo]
-        sends = [s for s in rnd.sends if s.hi > s.lo]
-        if not recvs and not sends:
-            continue
-        rreqs = []
-        at = 0
-        for v in recvs:
-            if v.reduce:
-                buf = raw_tmp[at * item : (at + v.count) * item]
-                at += v.count
-            else:
-                buf = raw[v.lo * item : v.hi * item]
-            rreqs.append(comm.Irecv([buf, byte], v.peer, v.tag))
-        sreqs = [
-            comm.Isend([raw[s.lo * item : s.hi * item], byte], s.peer, s.tag) for s in sends
+        tmp = scratch(work.dtype, plan.scratch)
+    raw, raw_tmp = work.view(np.uint8), tmp.view(np.uint8)
+    irecv, isend, byte = comm.Irecv, comm.Isend, MPI.BYTE
+    for step in plan.steps:
+        reqs = [
+            irecv([(raw_tmp if into_tmp else raw)[lo:hi], byte], peer, tag)
+            for peer, tag, lo, hi, into_tmp in step.recvs
         ]
-        yield rreqs + sreqs
-        sends_done = False
-        wait_sends_first = _overlaps(rnd)
-        at = 0
-        for v, req in zip(recvs, rreqs):
-            req.Wait()
-            if v.reduce:
-                if wait_sends_first and not sends_done:
-                    MPI.Request.Waitall(sreqs)
-                    sends_done = True
-                combine(work[v.lo : v.hi], tmp[at : at + v.count], op, v.incoming_first)
-                at += v.count
-        if not sends_done:
-            MPI.Request.Waitall(sreqs)
-        traffic.record(
-            len(sends),
-            len(recvs),
-            sum(s.count for s in sends) * item,
-            sum(v.count for v in recvs) * item,
-        )
-
-
-def scratch_elements(rounds: Sequence[Round]) -> int:
-    """Elements of scratch that :func:`rounds_posted` needs: the most one round reduces."""
-    return max((sum(v.count for v in r.recvs if v.reduce) for r in rounds), default=0)
+        reqs += [isend([raw[lo:hi], byte], peer, tag) for peer, tag, lo, hi in step.sends]
+        yield reqs
+        if step.reduces:
+            if step.sends_first:
+                MPI.Request.Waitall(reqs[len(step.recvs) :])
+            for i, lo, at, count, incoming_first in step.reduces:
+                reqs[i].Wait()
+                combine(work[lo : lo + count], tmp[at : at + count], op, incoming_first)
+        MPI.Request.Waitall(reqs)
+        traffic.record(*step.traffic)
 
 
 def execute(rounds: Sequence[Round], work: np.ndarray, comm: MPI.Comm, op: str = "sum") -> None:

@@ -8,7 +8,7 @@ from mpi4py import MPI
 from . import _buffers as B
 from . import mpi_native
 from ._comm import agree, check_enabled, library_comm, pending_comm, ranks_per_node
-from ._engine import rounds_posted, scratch_elements
+from ._engine import compile_rounds, rounds_posted
 from .auto import choose
 from .errors import CollectiveError
 from .reduce_ops import OPS, check_op
@@ -45,6 +45,9 @@ def _settle(comm, signature, local_error: str | None) -> None:
 
 
 def _op_problem(op: str, sendbuf) -> str | None:
+    """Why ``op`` cannot reduce ``sendbuf``'s dtype (``avg`` of integers), or None."""
+    if op != "avg":  # every other op of OPS takes every dtype
+        return None
     try:
         check_op(op, np.dtype(sendbuf.dtype))
     except CollectiveError as e:
@@ -84,7 +87,11 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         Before any message is sent, for unknown names or unusable buffers
         (on every rank when the check mode is on).
     """
-    return _begin(sendbuf, recvbuf, op, algorithm, comm, private=False).wait()
+    lib, name, work, recvbuf = _prepare(sendbuf, recvbuf, op, algorithm, comm)
+    if work is None:
+        return recvbuf
+    FAMILIES["allreduce"][name](work, "sum" if op == "avg" else op, lib)
+    return _finish(work, recvbuf, op, lib.Get_size())
 
 
 def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None) -> "Pending":
@@ -103,7 +110,7 @@ def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=N
     ``"mpi"`` uses ``MPI_Iallreduce``.  cupy buffers are all-reduced before
     this returns.
     """
-    return _begin(sendbuf, recvbuf, op, algorithm, comm, private=True)
+    return _start(sendbuf, recvbuf, op, algorithm, comm)
 
 
 class Pending:
@@ -147,12 +154,15 @@ class Pending:
         self._finish()
 
 
-def _begin(sendbuf, recvbuf, op, algorithm, comm, private: bool) -> Pending:
-    """Validate (collectively), pick the algorithm, copy the send buffer, post the first round."""
+def _prepare(sendbuf, recvbuf, op, algorithm, comm):
+    """Validate (collectively), pick the algorithm, copy the send buffer into the work buffer.
+
+    Returns ``(lib, name, work, recvbuf)``; ``work`` is None when there is
+    nothing to reduce (zero elements).
+    """
     if op not in OPS:
         raise CollectiveError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
     lib = library_comm(comm)
-    p = lib.Get_size()
     error = B.problem(sendbuf, "sendbuf") or _op_problem(op, sendbuf)
     n = getattr(sendbuf, "size", 0)
     if error is None:
@@ -166,21 +176,35 @@ def _begin(sendbuf, recvbuf, op, algorithm, comm, private: bool) -> Pending:
     _settle(lib, lambda: (("call", "allreduce"), ("count", n), ("dtype", _dtype(sendbuf)),
                           ("op", op), ("algorithm", algorithm)), error)
     if n == 0:
-        return Pending(recvbuf, lambda: None)
+        return lib, name, None, recvbuf
     if B.is_cupy(sendbuf):
         work = B.to_host(sendbuf)
     else:
         work = B.flat(recvbuf)
         if recvbuf is not sendbuf:
-            work[...] = B.flat(sendbuf)
+            np.copyto(work, B.flat(sendbuf))
+    return lib, name, work, recvbuf
+
+
+def _finish(work, recvbuf, op: str, p: int):
+    """The last step of an all-reduce: divide for ``avg``, copy back to a cupy ``recvbuf``."""
+    if op == "avg":
+        np.divide(work, p, out=work)
+    B.from_host(work, recvbuf)
+    return recvbuf
+
+
+def _start(sendbuf, recvbuf, op, algorithm, comm) -> Pending:
+    """:func:`allreduce_start`: post the first round on a private duplicate and scratch."""
+    lib, name, work, recvbuf = _prepare(sendbuf, recvbuf, op, algorithm, comm)
+    if work is None:
+        return Pending(recvbuf, lambda: None)
     reduce_op = "sum" if op == "avg" else op
 
     def finish():
-        if op == "avg":
-            np.divide(work, p, out=work)
-        B.from_host(work, recvbuf)
+        _finish(work, recvbuf, op, lib.Get_size())
 
-    if not private or B.is_cupy(sendbuf):  # blocking: the shared engine scratch
+    if B.is_cupy(sendbuf):  # staged through the host: all-reduced now
         FAMILIES["allreduce"][name](work, reduce_op, lib)
         return Pending(recvbuf, finish)
     own, slot = pending_comm(lib)
@@ -190,7 +214,7 @@ def _begin(sendbuf, recvbuf, op, algorithm, comm, private: bool) -> Pending:
         slot[0] = Pending(recvbuf, finish, request=mpi_native.allreduce_start(work, reduce_op, own))
     else:
         rounds = ALLREDUCE_ROUNDS[name](work, own)
-        tmp = np.empty(scratch_elements(rounds), work.dtype)
+        tmp = np.empty(compile_rounds(rounds, work.itemsize).scratch, work.dtype)
         slot[0] = Pending(recvbuf, finish, steps=rounds_posted(rounds, work, own, reduce_op, tmp))
     return slot[0]
 
