@@ -133,8 +133,9 @@ def rounds_posted(
             reqs.append(isend([raw[lo:hi], byte], peer, tag))
         yield reqs
         if step.reduces:
-            if step.sends_first:
-                MPI.Request.Waitall(reqs[len(step.recvs) :])
+            if step.sends_first:  # one by one: Waitall cost 0.2 us more a round (dev VM, P = 2)
+                for k in range(len(step.recvs), len(reqs)):
+                    reqs[k].Wait()
             for i, lo, at, count, incoming_first in step.reduces:
                 reqs[i].Wait()
                 combine(work[lo : lo + count], tmp[at : at + count], op, incoming_first)
