@@ -11,7 +11,7 @@ from ._comm import agree, check_enabled, library_comm, pending_comm, ranks_per_n
 from ._engine import compile_rounds, rounds_posted
 from .auto import choose
 from .errors import CollectiveError
-from .reduce_ops import OPS, check_op
+from .reduce_ops import OPS, arithmetic_op, check_op
 from .registry import ALGORITHMS, ALLREDUCE_ROUNDS, FAMILIES
 from .schedule import partition
 
@@ -90,7 +90,7 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
     lib, name, work, recvbuf = _prepare(sendbuf, recvbuf, op, algorithm, comm)
     if work is None:
         return recvbuf
-    FAMILIES["allreduce"][name](work, "sum" if op == "avg" else op, lib)
+    FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
     return _finish(work, recvbuf, op, lib.Get_size())
 
 
@@ -199,7 +199,7 @@ def _start(sendbuf, recvbuf, op, algorithm, comm) -> Pending:
     lib, name, work, recvbuf = _prepare(sendbuf, recvbuf, op, algorithm, comm)
     if work is None:
         return Pending(recvbuf, lambda: None)
-    reduce_op = "sum" if op == "avg" else op
+    reduce_op = arithmetic_op(op)
 
     def finish():
         _finish(work, recvbuf, op, lib.Get_size())
@@ -316,7 +316,7 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
     if in_place and not B.is_cupy(sendbuf):
         send = send.copy()
     out = B.to_host(recvbuf) if B.is_cupy(recvbuf) else B.flat(recvbuf)
-    FAMILIES["reduce_scatter"][name](send, out, offsets, "sum" if op == "avg" else op, lib)
+    FAMILIES["reduce_scatter"][name](send, out, offsets, arithmetic_op(op), lib)
     if op == "avg":
         np.divide(out, p, out=out)
     B.from_host(out, recvbuf)

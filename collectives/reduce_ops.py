@@ -20,7 +20,7 @@ from numba import njit, prange
 from . import threads
 from .errors import CollectiveError
 
-__all__ = ["OPS", "DTYPES", "PARALLEL_BYTES", "combine", "check_op"]
+__all__ = ["OPS", "DTYPES", "PARALLEL_BYTES", "combine", "check_op", "arithmetic_op"]
 
 #: Reduction op names accepted by every collective.
 OPS = ("sum", "prod", "min", "max", "avg")
@@ -143,6 +143,14 @@ def _f16_max(a, b, rev):
     np.copyto(a, b, where=take)
 
 
+def arithmetic_op(op: str) -> str:
+    """The op the ranks reduce with: ``avg`` sums (the caller divides after), any other is itself.
+
+    One rule for every collective that reduces, and for :func:`check_op`.
+    """
+    return "sum" if op == "avg" else op
+
+
 def check_op(op: str, dtype: np.dtype) -> str:
     """Return the op that the arithmetic uses (``avg`` sums), or raise.
 
@@ -157,7 +165,7 @@ def check_op(op: str, dtype: np.dtype) -> str:
         raise CollectiveError(
             f"op 'avg' needs a floating dtype, got {dtype}; use op='sum' and divide yourself"
         )
-    return "sum" if op == "avg" else op
+    return arithmetic_op(op)
 
 
 def combine(dst: np.ndarray, src: np.ndarray, op: str, incoming_first: bool = False) -> None:

@@ -7,7 +7,7 @@ import pytest
 
 from collectives import threads
 from collectives.errors import CollectiveError
-from collectives.reduce_ops import DTYPES, PARALLEL_BYTES, check_op, combine
+from collectives.reduce_ops import DTYPES, OPS, PARALLEL_BYTES, arithmetic_op, check_op, combine
 
 REFERENCE = {"sum": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}
 
@@ -51,3 +51,10 @@ def test_avg_sums_and_refuses_integers():
         check_op("avg", np.dtype("int32"))
     with pytest.raises(CollectiveError, match="unknown op"):
         check_op("mean", np.dtype("float32"))
+
+
+def test_the_arithmetic_of_every_op():
+    assert {op: arithmetic_op(op) for op in OPS} == {
+        "sum": "sum", "prod": "prod", "min": "min", "max": "max", "avg": "sum"}
+    for op in OPS:  # check_op answers the same for a floating dtype
+        assert check_op(op, np.dtype("float64")) == arithmetic_op(op)
