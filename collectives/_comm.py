@@ -55,7 +55,7 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
         local.Free()
         # ranks of this node bound to their own cores: disjoint masks
         bound = local_size > 1 and sum(map(len, masks)) == len(frozenset().union(*masks))
-        from .auto import profile_fingerprint
+        from .auto import decisions, profile_fingerprint
 
         everyone = dup.allgather((local_size, profile_fingerprint()))
         prints = {fp for _, fp in everyone}
@@ -67,6 +67,7 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
                 + "; give every rank the same COLLECTIVES_PROFILE file"
             )
         dup.ranks_per_node = max(size for size, _ in everyone)
+        dup.decisions = decisions(dup.Get_size(), dup.ranks_per_node)
         comm.Set_attr(_KEYVAL, dup)
         threads.configure_once(local_size, bound if local_size > 1 else None)
     return dup
@@ -99,14 +100,15 @@ def pending_comm(lib: MPI.Comm) -> tuple[MPI.Comm, list]:
 
 
 class _LibraryComm(MPI.Intracomm):
-    """The duplicate :func:`library_comm` keeps, with its node shape as a plain attribute.
+    """The duplicate :func:`library_comm` keeps, with its node shape and ``auto``'s decisions.
 
-    ``auto`` needs the ranks per node on every call; an MPI attribute
-    lookup (``Get_attr``) cost 0.4 us there on the dev VM, a Python
-    attribute 0.03 us.
+    ``auto`` needs them on every call; an MPI attribute lookup
+    (``Get_attr``) cost 0.4 us there on the dev VM, a Python attribute
+    0.03 us.  ``decisions``: :func:`collectives.auto.decisions` for this
+    communicator's size and node shape.
     """
 
-    __slots__ = ("ranks_per_node",)
+    __slots__ = ("ranks_per_node", "decisions")
 
 
 def ranks_per_node(lib: MPI.Comm) -> int:

@@ -27,8 +27,9 @@ machine hits one pass of each, not all of one):
   others wait, as the naive parameter server's root reduces.
 - **software overheads** of our engine: the time per round beyond the
   messages and reductions the model charges for it (from schedules of 1 to
-  16 one-element rounds) and per call (a one-element recursive-doubling
-  all-reduce minus its predicted rounds).
+  16 one-element rounds) and per call, for every algorithm of every
+  collective (calls with one element per rank, interleaved as the bench
+  interleaves them, minus their predicted rounds; see :func:`call_times`).
 - **pairs** (P > 2): alpha and beta of every pair (a sample of
   ``--max-pairs`` when there are more), ranks grouped by node, so intra- and
   inter-node links show apart.
@@ -320,22 +321,59 @@ def slope(times: dict) -> float:
     return max(float(np.polyfit(x, y, 1)[0]), 0.0)
 
 
-def call_times(comm: MPI.Comm, budget: float, passes: int = 1):
-    """Seconds of a one-element recursive-doubling all-reduce through the API, every sample.
+#: Collectives whose algorithms :func:`call_times` calibrates, each with its own overhead.
+FAMILIES = ("allreduce", "allgather", "reduce_scatter", "broadcast")
 
-    A pass generator (:mod:`collectives.passes`); each sample is the slowest rank's.
+
+def call_times(comm: MPI.Comm, budget: float, passes: int = 1, families=FAMILIES):
+    """Seconds of a call of every predictable algorithm, one float32 element per rank.
+
+    Timed as :mod:`collectives.bench` times calls, for each family in turn:
+    a barrier before every call, the slowest rank's time, and the family's
+    algorithms interleaved in a fresh order every repeat (the same on every
+    rank).  The calls' rounds cost almost nothing, so what is left after the
+    model's rounds is each algorithm's software overhead per call
+    (:meth:`Profile.overhead`).  Interleaved, because a call after another
+    algorithm's costs more than one in a loop of its own (dev VM, P = 2:
+    a 4 B recursive-doubling all-reduce 20.8 us in a loop, 22.1 in the mix),
+    and not alike for all.  With one overhead for all, calibrated on
+    recursive doubling's own loop, the ``--predict`` bench ran from 8 B to
+    4 KiB 2.7-4.0 us above the prediction for recursive doubling, 1.5-2.8
+    for the sharded parameter server and -0.5-0.9 for the naive one (three
+    runs), enough to pick the wrong one of two algorithms 1-2 us apart.
+
+    A pass generator (:mod:`collectives.passes`); its result is
+    ``{(family, algorithm): array of seconds}`` on every rank.
     """
-    from . import api
+    from .bench import _RUN, _buffers
 
-    x = np.ones(1, np.float32)
-    y = np.empty_like(x)
+    rank, p = comm.Get_rank(), comm.Get_size()
+    bufs = {f: _buffers(f, 4 * p, np.dtype(np.float32), p, rank) for f in families}
+    orders = {f: np.random.default_rng(i) for i, f in enumerate(families)}
 
-    def block(_, iters, warm):
-        return _slowest(comm, _timed(lambda: api.allreduce(x, y, algorithm="recursive_doubling", comm=comm)),
-                        iters, warm)
+    def block(family, iters, warm):
+        x, y, _ = bufs[family]
+        algs = cost_model.predictable(family)
+        run = _RUN[family]
+        for a in algs:
+            for _ in range(warm):
+                run(x, y, a, comm)
+        rows = []
+        for _ in range(iters):
+            row = [0.0] * len(algs)
+            for i in orders[family].permutation(len(algs)):
+                comm.Barrier()
+                t0 = time.perf_counter()
+                run(x, y, algs[i], comm)
+                row[i] = time.perf_counter() - t0
+            rows.append(row)
+        return np.max(comm.allgather(rows), axis=0).tolist()
 
-    got = yield from _passes([4], lambda _: max(50, int(budget / 50e-6)), passes, 5, block)
-    return got[4]
+    def iterations(family):
+        return max(50, int(budget / (30e-6 * len(cost_model.predictable(family)))))
+
+    got = yield from _passes(list(families), iterations, passes, 5, block)
+    return {(f, a): got[f][:, i] for f in families for i, a in enumerate(cost_model.predictable(f))}
 
 
 def _node_ids(comm: MPI.Comm) -> list[int]:
@@ -443,12 +481,17 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
     # one such round's messages (a reducing exchange)
     one_round = prof.link(False, exchange=True)(4) + prof.reduce(4)
     prof = dataclasses.replace(prof, round_overhead=max(slope(got["rounds"]) - one_round, 0.0))
-    # per call: a one-element all-reduce minus what the model charges for its rounds
-    t_call = float(np.median(got["call"]))
-    rounds_only = cost_model.predict("allreduce", "recursive_doubling", 4, p, prof,
-                                     ranks_per_node=ranks_per_node(library_comm(comm)))
-    raw["call_time"] = t_call
-    prof = dataclasses.replace(prof, call_overhead=max(t_call - rounds_only, 0.0))
+    # per call and algorithm: a call with one element per rank minus what the model
+    # charges for its rounds and copies (no call overhead in ``prof`` yet)
+    rpn = ranks_per_node(library_comm(comm))
+    raw["calls"] = {f"{f}/{a}": float(np.median(v)) for (f, a), v in got["call"].items()}
+    overheads = {
+        f"{f}/{a}": max(float(np.median(v)) - cost_model.predict(f, a, 4 * p, p, prof, ranks_per_node=rpn), 0.0)
+        for (f, a), v in got["call"].items()
+    }
+    allreduce = [t for k, t in overheads.items() if k.startswith("allreduce/")]
+    prof = dataclasses.replace(prof, call_overheads=overheads,
+                               call_overhead=float(np.median(allreduce)) if allreduce else 0.0)
     # every rank decides with the bits rank 0 has
     prof = Profile.from_dict(comm.bcast(prof.to_dict(), root=0))
     return prof, raw, done[len(tasks):]
@@ -483,7 +526,9 @@ def describe(prof: Profile) -> str:
             hi = "inf" if s.hi == float("inf") else f"{s.hi:.0f}"
             lines.append(f"{s.lo:>12.0f} {hi:>12} {_us(s.alpha):>10} {s.beta * 1e9:>10.5f} {_gbps(s.beta):>8}")
     lines.append(f"# software overhead: {_us(prof.round_overhead)} us per round, "
-                 f"{_us(prof.call_overhead)} us per call")
+                 f"{_us(prof.call_overhead)} us per call (all-reduce median); per call:")
+    for key, t in prof.call_overheads.items():
+        lines.append(f"#   {key:<40} {_us(t):>10} us")
     lines.append(
         f"# headline: alpha {_us(prof.intra.alpha)} us, beta {prof.intra.beta * 1e9:.5f} ns/B "
         f"({_gbps(prof.intra.beta)} GB/s), gamma {prof.reduce.beta * 1e9:.5f} ns/B "
@@ -536,6 +581,9 @@ def write_hdf5(path: str, prof: Profile, raw: dict) -> None:
             f["pairs/alpha"] = raw["pair_alpha"]
             f["pairs/beta"] = raw["pair_beta"]
         f["nodes"] = np.array(raw["nodes"])
+        if raw.get("calls"):
+            f["calls/name"] = np.array(list(raw["calls"]), dtype=h5py.string_dtype())
+            f["calls/seconds"] = np.array(list(raw["calls"].values()))
         f["rounds/count"] = np.array(list(raw["rounds"]))
         f["rounds/seconds"] = np.array(list(raw["rounds"].values()))
 

@@ -7,7 +7,7 @@ from mpi4py import MPI
 
 from . import _buffers as B
 from . import mpi_native
-from ._comm import agree, check_enabled, library_comm, pending_comm, ranks_per_node
+from ._comm import agree, check_enabled, library_comm, pending_comm
 from ._engine import compile_rounds, rounds_posted
 from .auto import choose
 from .errors import CollectiveError
@@ -19,17 +19,23 @@ __all__ = ["allreduce", "allreduce_start", "Pending", "allgather", "reduce_scatt
 
 
 def _resolve(family: str, algorithm: str, count: int, buf, lib) -> str:
-    """The algorithm to run: ``algorithm`` itself, or ``auto``'s choice for ``count`` elements."""
+    """The algorithm to run: ``algorithm`` itself, or ``auto``'s choice for ``count`` elements.
+
+    ``auto`` is tested first, and looks up the communicator's earlier
+    decisions before asking :func:`~collectives.auto.choose` (see
+    :func:`collectives.auto.decisions`).
+    """
+    if algorithm == "auto":
+        item = getattr(buf, "itemsize", 1) or 1
+        nbytes = count * item
+        return (lib.decisions.get((family, nbytes, item))
+                or choose(family, nbytes, lib.Get_size(), lib.ranks_per_node, item))
     if algorithm not in ALGORITHMS[family]:
         raise CollectiveError(
             f"unknown {family} algorithm {algorithm!r}; "
             f"use one of {', '.join(ALGORITHMS[family])}"
         )
-    if algorithm != "auto":
-        return algorithm
-    item = getattr(buf, "itemsize", 1) or 1
-    return choose(family, count * item, lib.Get_size(), ranks_per_node=ranks_per_node(lib),
-                  itemsize=item)
+    return algorithm
 
 
 def _settle(comm, signature, local_error: str | None) -> None:

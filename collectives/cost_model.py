@@ -6,7 +6,8 @@ be checked against them and against the clock:
 
 - A collective is a sequence of global rounds (see :mod:`collectives.schedule`);
   its time is the sum over rounds of the busiest rank's time in that round,
-  plus ``call_overhead`` and the API's local copy of the send buffer.
+  plus the algorithm's software overhead per call (:meth:`Profile.overhead`)
+  and the API's local copy of the send buffer.
 - A rank's round costs ``round_overhead`` plus its messages.  Its receives
   arrive one after another (``L(b) = alpha + beta*b`` each) and each
   reducing receive then costs ``gamma*b`` more: the receiving process does
@@ -602,8 +603,9 @@ def predict(
     n = nbytes // itemsize
     if n == 0:
         return 0.0
+    overhead = profile.overhead(family, algorithm)
     if p == 1 and family != "allgather":
-        return profile.call_overhead + (0.0 if in_place or family != "allreduce" else c.copy(nbytes))
+        return overhead + (0.0 if in_place or family != "allreduce" else c.copy(nbytes))
     if family == "allreduce":
         body = model(c, n, itemsize) + (0.0 if in_place else c.copy(n * itemsize))
     elif family == "allgather":
@@ -613,7 +615,7 @@ def predict(
         body = c.copy(n * itemsize) + model(c, n, itemsize) + c.copy(-(-n // p) * itemsize)
     else:
         body = model(c, n, itemsize)
-    return profile.call_overhead + body
+    return overhead + body
 
 
 def best(

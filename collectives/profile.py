@@ -54,7 +54,12 @@ class Profile:
         The same with one rank of the node reducing while the others wait
         (the naive parameter server's root); ``None``: use ``reduce``.
     call_overhead : float
-        Software time per collective call outside the rounds (validation, dispatch).
+        Software time per collective call outside the rounds (validation,
+        dispatch), for an algorithm without its own entry in ``call_overheads``.
+    call_overheads : dict
+        The same per algorithm, keyed ``"family/algorithm"``: each measured
+        from calls with one element per rank, interleaved as programs and the
+        bench mix them (see :func:`collectives.alphabeta.call_times`).
     round_overhead : float
         Software time per round of the engine, beyond the network latency.
     meta : dict
@@ -70,6 +75,7 @@ class Profile:
     reduce_alone: Piecewise | None = None
     call_overhead: float = 0.0
     round_overhead: float = 0.0
+    call_overheads: dict = field(default_factory=dict, hash=False)
     meta: dict = field(default_factory=dict, compare=False)
 
     def link(self, inter: bool, exchange: bool = False) -> Piecewise:
@@ -83,6 +89,10 @@ class Profile:
             if x is not None:
                 return x
         return self.inter if inter and self.inter is not None else self.intra
+
+    def overhead(self, family: str, algorithm: str) -> float:
+        """Software seconds per call of ``algorithm`` of ``family`` (its own, else ``call_overhead``)."""
+        return self.call_overheads.get(f"{family}/{algorithm}", self.call_overhead)
 
     @classmethod
     def hockney(cls, alpha: float, beta: float, gamma: float = 0.0, *, inter=None,
@@ -111,6 +121,7 @@ class Profile:
             "copy": self.copy.to_dict(),
             "call_overhead": self.call_overhead,
             "round_overhead": self.round_overhead,
+            "call_overheads": dict(self.call_overheads),
             "meta": self.meta,
         }
 
@@ -129,6 +140,7 @@ class Profile:
             copy=Piecewise.from_dict(d["copy"]),
             call_overhead=float(d.get("call_overhead", 0.0)),
             round_overhead=float(d.get("round_overhead", 0.0)),
+            call_overheads={str(k): float(v) for k, v in d.get("call_overheads", {}).items()},
             meta=dict(d.get("meta", {})),
         )
 

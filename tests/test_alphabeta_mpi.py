@@ -46,6 +46,9 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
         assert prof.intra.alpha > 0 and prof.intra.beta > 0
         assert prof.intra_exchange is not None
         assert 0 < prof.intra.r2 <= 1
+    every = {f"{f}/{a}" for f in alphabeta.FAMILIES for a in cost_model.predictable(f)}
+    assert set(prof.call_overheads) == every
+    assert all(np.isfinite(t) and t >= 0 for t in prof.call_overheads.values())
     # tiny budgets, maybe oversubscribed: no timing asserted
     for pw in (prof.intra, prof.reduce, prof.reduce_alone, prof.copy):
         assert all(np.isfinite([s.alpha, s.beta]).all() and s.alpha >= 0 and s.beta >= 0 for s in pw.segments)
@@ -63,6 +66,8 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
         assert f["reduce/seconds"].shape[0] == len(f["reduce/bytes"])
         assert list(f["reduce_alone/bytes"]) == list(f["reduce/bytes"])
         assert json.loads(f.attrs["profile"])["version"] == 1
+        assert {n.decode() for n in f["calls/name"][...]} == every
+        assert np.all(f["calls/seconds"][...] > 0)
         if comm.Get_size() > 1:
             assert f["pingpong_intra/median"].shape == f["pingpong_intra/bytes"].shape
             assert f["exchange_intra/bytes"][0] == 0
@@ -102,6 +107,30 @@ def test_kernels_and_messages_sample_every_size(passes):
                 assert all(np.all(v > 0) for v in got.values())
             else:
                 assert got == {}
+
+
+@pytest.mark.parametrize("passes", [1, 2])
+def test_calls_of_every_algorithm_are_timed_interleaved(passes, monkeypatch):
+    from collectives import bench
+
+    comm = world()
+    ran = []
+    for family, run in list(bench._RUN.items()):
+        monkeypatch.setitem(bench._RUN, family,
+                            lambda x, y, a, c, run=run, family=family: ran.append((family, a)) or run(x, y, a, c))
+    families = ("allreduce", "broadcast")
+    got = drain(alphabeta.call_times(comm, 0.0, passes, families))
+    want = [(f, a) for f in families for a in cost_model.predictable(f)]
+    assert sorted(got) == sorted(want)
+    # 50 repeats each, split over the passes, and the slowest rank's time of each on every rank
+    assert all(len(v) == passes * -(-50 // passes) and np.all(v > 0) for v in got.values())
+    ref = comm.bcast(got, root=0)
+    assert all(np.array_equal(ref[k], got[k]) for k in got)
+    # interleaved: within a family's repeats no algorithm runs twice before every other ran once
+    timed = [a for f, a in ran if f == "allreduce"][5 * len(cost_model.predictable("allreduce")):]
+    k = len(cost_model.predictable("allreduce"))
+    assert all(sorted(timed[i:i + k]) == sorted(cost_model.predictable("allreduce"))
+               for i in range(0, 50 * k, k))
 
 
 def test_the_lone_reduce_runs_on_rank_0_only(monkeypatch):
@@ -158,6 +187,31 @@ def test_auto_from_a_profile_runs_the_predicted_algorithm(nbytes, tmp_path_facto
         ref = np.empty_like(x)
         comm.Allreduce(x, ref)
         np.testing.assert_allclose(y, ref, rtol=1e-6)
+    finally:
+        auto.set_profile()
+
+
+def test_the_api_keeps_auto_decisions_per_communicator_until_a_new_profile():
+    from collectives._comm import library_comm
+
+    comm = world()
+    p = comm.Get_size()
+    lib = library_comm(comm)
+    x = np.ones(1 << 18, np.float32)
+    key = ("allreduce", x.nbytes, 4)
+    try:
+        auto.set_profile(Profile.hockney(1e-3, 0.0, 0.0))  # latency dear
+        collectives.allreduce(x, algorithm="auto", comm=comm)
+        first = lib.decisions[key]
+        assert first == cost_model.best("allreduce", x.nbytes, p, auto.current_profile(),
+                                        ranks_per_node=lib.ranks_per_node)[0]
+        auto.set_profile(Profile.hockney(0.0, 1e-9, 1e-9))  # bandwidth dear
+        assert lib.decisions == {}  # emptied in place: no stale decision survives
+        y = collectives.allreduce(x, algorithm="auto", comm=comm)
+        assert lib.decisions[key] == auto.choose("allreduce", x.nbytes, p, lib.ranks_per_node, 4)
+        assert np.all(y == p)
+        if p > 1:  # the two profiles disagree (one rank: every algorithm costs the same)
+            assert lib.decisions[key] != first
     finally:
         auto.set_profile()
 

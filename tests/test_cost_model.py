@@ -224,6 +224,20 @@ def test_copy_and_call_overhead_are_charged_once():
     assert inplace - cost_model.predict("allreduce", "ring", n, 4, _profile(), in_place=True) == pytest.approx(7e-6)
 
 
+@pytest.mark.parametrize("p", [1, 2, 5])
+def test_each_algorithm_is_charged_its_own_call_overhead(p):
+    import dataclasses
+
+    base = _profile()
+    own = dataclasses.replace(base, call_overhead=7e-6,
+                              call_overheads={"allreduce/ring": 2e-6, "broadcast/binomial": 4e-6})
+    for family, alg in CASES:
+        want = own.call_overheads.get(f"{family}/{alg}", 7e-6)
+        for n in (4, 1000, 1 << 20):
+            extra = cost_model.predict(family, alg, n, p, own) - cost_model.predict(family, alg, n, p, base)
+            assert extra == pytest.approx(want, rel=1e-9, abs=1e-15), (family, alg, n)
+
+
 def _engine_scratch(schedules):
     """Most elements any rank reduces out of one round's receives: the engine's scratch."""
     return max((sum(v.count for v in r.recvs if v.reduce) for rounds in schedules for r in rounds),

@@ -65,6 +65,21 @@ def test_profile_round_trips_and_fingerprints(tmp_path):
     old = p.to_dict()
     del old["reduce_alone"]
     assert Profile.from_dict(old) == p
+    # per-algorithm call overheads round-trip; a profile written before them has none
+    own = dataclasses.replace(p, call_overhead=3e-6, call_overheads={"allreduce/ring": 5e-6})
+    assert Profile.from_dict(json.loads(json.dumps(own.to_dict()))) == own
+    assert own.fingerprint() != dataclasses.replace(own, call_overheads={}).fingerprint()
+    old = own.to_dict()
+    del old["call_overheads"]
+    assert Profile.from_dict(old).call_overheads == {}
+
+
+def test_an_algorithm_without_its_own_overhead_gets_the_shared_one():
+    p = dataclasses.replace(Profile.hockney(2e-6, 1e-10), call_overhead=3e-6,
+                            call_overheads={"allreduce/ring": 5e-6})
+    assert p.overhead("allreduce", "ring") == 5e-6
+    assert p.overhead("allreduce", "recursive_doubling") == 3e-6
+    assert p.overhead("allgather", "ring") == 3e-6
 
 
 def test_a_broken_profile_is_a_clear_error(tmp_path):
