@@ -21,10 +21,12 @@ machine hits one pass of each, not all of one):
   wherever the protocol changes.
 - **gamma**: our reduce kernel (sum, float32) and a memory copy, fitted the
   same way, each timed where the library runs it (right after an exchange,
-  writing the buffer the peer just read, see :func:`local_kernel`) with
-  every rank of the node working at once, so memory bandwidth is shared as
-  it is in a collective; and the reduce again with rank 0 alone while the
-  others wait, as the naive parameter server's root reduces.
+  see :func:`local_kernel`) with every rank of the node working at once, so
+  memory bandwidth is shared as it is in a collective: the reduce into a
+  buffer of the rank's own and into the buffer just sent (recursive
+  doubling's), the copy over the buffer just sent; and the reduce again with
+  rank 0 alone while the others wait, as the naive parameter server's root
+  reduces.
 - **software overheads** of our engine: the time per round beyond the
   messages and reductions the model charges for it (from schedules of 1 to
   16 one-element rounds) and per call, for every algorithm of every
@@ -229,24 +231,33 @@ def make_pools(nbytes_list) -> dict:
 
 
 #: The local kernels the profile times: (profile field, ``local_kernel`` kind, alone).
-KERNELS = (("reduce", "reduce", False), ("copy", "copy", False), ("reduce_alone", "reduce", True))
+KERNELS = (("reduce", "reduce", False), ("reduce_sent", "reduce_sent", False),
+           ("copy", "copy", False), ("reduce_alone", "reduce", True))
 
 
 def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1,
                  pools: dict | None = None, alone: bool = False):
-    """Time the reduce kernel (``kind="reduce"``) or a copy, all ranks at once or rank 0 alone.
+    """Time the reduce kernel or a copy where the library runs them, all ranks at once or rank 0 alone.
 
-    Both are timed where the library runs them: right after an untimed
-    exchange with rank ``r ^ 1`` (a rank without a partner skips it).  The
-    reduce adds the buffer just received into the one just sent, as the
-    engine does; the copy writes the buffer just sent, as the API's copy of
-    the send buffer into the result writes the buffer the last call sent
-    from.  That is dearer than writing buffers no other core has touched:
-    the peer's core has just read the destination, so every line written
-    must first be taken back from it (dev VM, P = 2: a 64 KiB reduce took
-    6 us against 3 us for the kernel alone, 21 against 10 at 256 KiB; the
-    API's 64 KiB copy 6 us against 2.5).  ``passes``: see :func:`_passes`;
-    ``pools``: :func:`make_pools` of these sizes to use.
+    Each sample follows an untimed exchange with rank ``r ^ 1`` (a rank
+    without a partner skips it), and ``kind`` says what is written:
+
+    - ``"reduce"``: the buffer just received is added into one this rank
+      wrote just before the exchange and did not send, as every algorithm
+      but recursive doubling reduces (into its result vector, written by the
+      API's copy of the send buffer, or into a block it has not sent);
+    - ``"reduce_sent"``: into the buffer just sent, as recursive doubling
+      reduces into the range it sends.  The peer's core has just read that
+      buffer, so every line written must first be taken back from it (dev
+      VM, P = 2, slow state: 4.5 against 1.8 us at 16 KiB, 39 against 11 at
+      256 KiB, 147 against 94 at 1 MiB, the same from 2 MiB);
+    - ``"copy"``: the buffer just sent is overwritten, as the API's copy of
+      the send buffer into the result writes the buffer the last call sent
+      from (dev VM, P = 2: 6 us at 64 KiB against 2.5 for a copy between
+      buffers no other core has touched).
+
+    ``passes``: see :func:`_passes`; ``pools``: :func:`make_pools` of these
+    sizes to use.
 
     ``alone``: only rank 0 runs the kernel while the others wait, as the
     naive parameter server's root reduces while every other rank waits for
@@ -261,6 +272,8 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
     """
     from .reduce_ops import combine
 
+    if kind not in ("reduce", "reduce_sent", "copy"):
+        raise ValueError(f"unknown kernel {kind!r}")
     rank, p = comm.Get_rank(), comm.Get_size()
     peer = rank ^ 1 if (rank ^ 1) < p else None
     if pools is None:
@@ -268,12 +281,16 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
 
     def once(pool, k):
         sent, got, other = pool[k % POOL], pool[(k + 1) % POOL], pool[(k + 2) % POOL]
+        if kind == "reduce":
+            np.copyto(other, sent)  # the destination: written here, not sent
         if peer is not None:
             _exchange(comm, [sent, MPI.FLOAT], [got, MPI.FLOAT], peer)
         if alone and rank != 0:
             return 0.0
         t0 = time.perf_counter()
         if kind == "reduce":
+            combine(other, got, "sum", False)
+        elif kind == "reduce_sent":
             combine(sent, got, "sum", False)
         else:
             np.copyto(sent, other)
@@ -478,8 +495,8 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
         meta=meta,
     )
     # per round: the slope of the one-element rounds less what the model charges for
-    # one such round's messages (a reducing exchange)
-    one_round = prof.link(False, exchange=True)(4) + prof.reduce(4)
+    # one such round's messages (an exchange, reduced into the element sent)
+    one_round = prof.link(False, exchange=True)(4) + prof.reduce_sent(4)
     prof = dataclasses.replace(prof, round_overhead=max(slope(got["rounds"]) - one_round, 0.0))
     # per call and algorithm: a call with one element per rank minus what the model
     # charges for its rounds and copies (no call overhead in ``prof`` yet)
@@ -516,6 +533,7 @@ def describe(prof: Profile) -> str:
                      ("inter-node link, ping-pong", prof.inter),
                      ("inter-node link, exchange", prof.inter_exchange),
                      ("reduce kernel (gamma)", prof.reduce),
+                     ("reduce kernel, into the buffer just sent", prof.reduce_sent),
                      ("reduce kernel, one rank of the node alone", prof.reduce_alone),
                      ("memory copy", prof.copy)):
         if pw is None:
@@ -526,7 +544,8 @@ def describe(prof: Profile) -> str:
             hi = "inf" if s.hi == float("inf") else f"{s.hi:.0f}"
             lines.append(f"{s.lo:>12.0f} {hi:>12} {_us(s.alpha):>10} {s.beta * 1e9:>10.5f} {_gbps(s.beta):>8}")
     lines.append(f"# software overhead: {_us(prof.round_overhead)} us per round, "
-                 f"{_us(prof.call_overhead)} us per call (all-reduce median); per call:")
+                 f"{_us(prof.call_overhead)} us per call"
+                 + (" (all-reduce median); per call of each algorithm:" if prof.call_overheads else ""))
     for key, t in prof.call_overheads.items():
         lines.append(f"#   {key:<40} {_us(t):>10} us")
     lines.append(

@@ -19,7 +19,10 @@ be checked against them and against the clock:
   (full duplex) and one after another among themselves.  Reductions cost
   what they cost with every rank of the node reducing at once, except the
   naive parameter server's root's, which run while the other ranks wait
-  (``Profile.reduce_alone``).
+  (``Profile.reduce_alone``), and into a buffer of the rank's own, except
+  recursive doubling's, which reduce into the range just sent: the peer's
+  core has just read it, so every line written must first be taken back
+  (``Profile.reduce_sent``).
 - Ranks are placed in blocks of ``ranks_per_node`` consecutive ranks.  A
   round whose pattern joins two nodes is charged the inter-node link, and
   when ``f`` ranks of one node send off the node at once they share its
@@ -165,28 +168,34 @@ class _Cost:
             return self.resident
         return min(self.resident, self.place.rpn * hot * nbytes)
 
-    def red(self, nbytes: float, alone: bool = False) -> float:
-        """Reducing ``nbytes``; ``alone``: while the node's other ranks wait (else all at once)."""
+    def red(self, nbytes: float, alone: bool = False, sent: bool = False) -> float:
+        """Reducing ``nbytes``; ``alone``: while the node's other ranks wait (else all at once);
+        ``sent``: into the range the rank has just sent (else into a buffer of its own)."""
         kernel = self.prof.reduce
         if alone and self.prof.reduce_alone is not None:
             kernel = self.prof.reduce_alone
+        elif sent and self.prof.reduce_sent is not None:
+            kernel = self.prof.reduce_sent
         return kernel(nbytes, 1.0, self.resident) if nbytes > 0 else 0.0
 
     def copy(self, nbytes: float) -> float:
         return self.prof.copy(nbytes, 1.0, self.resident) if nbytes > 0 else 0.0
 
-    def step(self, nbytes: float, pattern, reduce: bool, duplex: bool = True, hot: bool = False) -> float:
+    def step(self, nbytes: float, pattern, reduce: bool, duplex: bool = True, hot: bool = False,
+             into_sent: bool = False) -> float:
         """One round in which every active rank moves ``nbytes`` (reducing them or not).
 
         ``duplex``: each active rank both sends and receives (most rounds);
         otherwise a rank only sends or only receives (folds, broadcast trees).
         ``hot``: the data sent was touched in the round before (see
         :meth:`working_set`); reductions always read the working set.
+        ``into_sent``: the reduction writes the range the round sends.
         """
         if nbytes <= 0:
             return 0.0
         touched = (REDUCING if reduce else MOVING) if hot else 0
-        return self.o + self.msg(nbytes, pattern, duplex, touched) + (self.red(nbytes) if reduce else 0.0)
+        red = self.red(nbytes, sent=into_sent) if reduce else 0.0
+        return self.o + self.msg(nbytes, pattern, duplex, touched) + red
 
 
 # ---------------------------------------------------------------- patterns
@@ -263,7 +272,8 @@ def _ar_recursive_doubling(c: _Cost, n: int, item: int) -> float:
     t = _fold_rounds(c, n * item, n * item, True)
     mask = 1
     while mask < p2:  # each round sends what the round before reduced (the first: the fold's)
-        t += c.step(n * item, _xor_pattern(c.place, mask), True, hot=mask > 1 or p2 < c.place.p)
+        t += c.step(n * item, _xor_pattern(c.place, mask), True, hot=mask > 1 or p2 < c.place.p,
+                    into_sent=True)  # and reduces into what it sent
         mask <<= 1
     return t
 

@@ -40,7 +40,12 @@ class Profile:
     reduce : Piecewise
         Time of our reduce kernel (sum, float32) over ``n`` bytes, just after
         an exchange as the engine runs it, every rank of the node reducing
-        at once: slope gamma.
+        at once, into a buffer of its own that it has just written and not
+        sent (as every algorithm but recursive doubling reduces): slope gamma.
+    reduce_sent : Piecewise or None
+        The same into the buffer the rank has just sent, which the peer's
+        core has just read (recursive doubling reduces into the range it
+        sends); ``None``: use ``reduce``.
     copy : Piecewise
         Time of a local memory copy of ``n`` bytes into a buffer just sent
         from (the API's copy of the send buffer into the last call's result).
@@ -51,7 +56,7 @@ class Profile:
         On shared memory the two copies compete for memory bandwidth, so
         this can be well above the ping-pong time.  ``None``: use the one-way cost.
     reduce_alone : Piecewise or None
-        The same with one rank of the node reducing while the others wait
+        ``reduce`` with one rank of the node reducing while the others wait
         (the naive parameter server's root); ``None``: use ``reduce``.
     call_overhead : float
         Software time per collective call outside the rounds (validation,
@@ -73,6 +78,7 @@ class Profile:
     intra_exchange: Piecewise | None = None
     inter_exchange: Piecewise | None = None
     reduce_alone: Piecewise | None = None
+    reduce_sent: Piecewise | None = None
     call_overhead: float = 0.0
     round_overhead: float = 0.0
     call_overheads: dict = field(default_factory=dict, hash=False)
@@ -118,6 +124,7 @@ class Profile:
             "inter_exchange": None if self.inter_exchange is None else self.inter_exchange.to_dict(),
             "reduce": self.reduce.to_dict(),
             "reduce_alone": None if self.reduce_alone is None else self.reduce_alone.to_dict(),
+            "reduce_sent": None if self.reduce_sent is None else self.reduce_sent.to_dict(),
             "copy": self.copy.to_dict(),
             "call_overhead": self.call_overhead,
             "round_overhead": self.round_overhead,
@@ -137,6 +144,8 @@ class Profile:
             reduce=Piecewise.from_dict(d["reduce"]),
             reduce_alone=(None if d.get("reduce_alone") is None
                           else Piecewise.from_dict(d["reduce_alone"])),
+            reduce_sent=(None if d.get("reduce_sent") is None
+                         else Piecewise.from_dict(d["reduce_sent"])),
             copy=Piecewise.from_dict(d["copy"]),
             call_overhead=float(d.get("call_overhead", 0.0)),
             round_overhead=float(d.get("round_overhead", 0.0)),

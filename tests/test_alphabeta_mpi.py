@@ -50,7 +50,7 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
     assert set(prof.call_overheads) == every
     assert all(np.isfinite(t) and t >= 0 for t in prof.call_overheads.values())
     # tiny budgets, maybe oversubscribed: no timing asserted
-    for pw in (prof.intra, prof.reduce, prof.reduce_alone, prof.copy):
+    for pw in (prof.intra, prof.reduce, prof.reduce_sent, prof.reduce_alone, prof.copy):
         assert all(np.isfinite([s.alpha, s.beta]).all() and s.alpha >= 0 and s.beta >= 0 for s in pw.segments)
     recs = doc["predictions"]
     assert {r["algorithm"] for r in recs} == set(collectives.ALGORITHMS["allreduce"])
@@ -64,7 +64,7 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
             assert r["bench_us"] > 0  # fixed algorithms: timed alongside the profile and again beside auto
     with h5py.File(h5) as f:
         assert f["reduce/seconds"].shape[0] == len(f["reduce/bytes"])
-        assert list(f["reduce_alone/bytes"]) == list(f["reduce/bytes"])
+        assert list(f["reduce_alone/bytes"]) == list(f["reduce/bytes"]) == list(f["reduce_sent/bytes"])
         assert json.loads(f.attrs["profile"])["version"] == 1
         assert {n.decode() for n in f["calls/name"][...]} == every
         assert np.all(f["calls/seconds"][...] > 0)
@@ -95,7 +95,7 @@ def test_kernels_and_messages_sample_every_size(passes):
     comm = world()
     sizes = [64, 1000, 4096]
     want = {n: passes * -(-alphabeta._iterations(n, 0.0) // passes) for n in sizes}
-    for kind in ("reduce", "copy"):
+    for kind in ("reduce", "reduce_sent", "copy"):
         got = drain(alphabeta.local_kernel(comm, kind, sizes, 0.0, passes))
         assert {n: len(v) for n, v in got.items()} == {n // 4 * 4: want[n] for n in sizes}
         assert all(np.all(v > 0) for v in got.values())
@@ -131,6 +131,29 @@ def test_calls_of_every_algorithm_are_timed_interleaved(passes, monkeypatch):
     k = len(cost_model.predictable("allreduce"))
     assert all(sorted(timed[i:i + k]) == sorted(cost_model.predictable("allreduce"))
                for i in range(0, 50 * k, k))
+
+
+def test_the_reduce_writes_a_buffer_of_its_own_or_the_one_just_sent(monkeypatch):
+    from collectives import reduce_ops
+
+    comm = world()
+    into = []
+    kernel = reduce_ops.combine
+    monkeypatch.setattr(reduce_ops, "combine", lambda dst, src, *a: into.append(dst) or kernel(dst, src, *a))
+    pools = alphabeta.make_pools([4096])
+    sent = []
+    exchange = alphabeta._exchange
+    monkeypatch.setattr(alphabeta, "_exchange",
+                        lambda c, s, r, peer: sent.append(s[0]) or exchange(c, s, r, peer))
+    for kind in ("reduce", "reduce_sent"):
+        into.clear(), sent.clear()
+        drain(alphabeta.local_kernel(comm, kind, [4096], 0.0, 1, pools))
+        assert len(into) == 3 + alphabeta._iterations(4096, 0.0)
+        if comm.Get_size() > 1:
+            same = [d is s for d, s in zip(into, sent)]
+            assert all(same) if kind == "reduce_sent" else not any(same)
+    with pytest.raises(ValueError, match="unknown kernel"):
+        drain(alphabeta.local_kernel(comm, "sum", [4096], 0.0))
 
 
 def test_the_lone_reduce_runs_on_rank_0_only(monkeypatch):

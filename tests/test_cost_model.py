@@ -67,14 +67,22 @@ def _schedules(family, alg, p, n):
     return [fn(r) for r in range(p)]
 
 
-def replay(schedules, o=O, alpha=ALPHA, beta=BETA, gamma=GAMMA):
+def replay(schedules, o=O, alpha=ALPHA, beta=BETA, gamma=GAMMA, gamma_sent=None):
     """Bulk-synchronous replay with the model's rules, straight from the schedule objects.
 
     A rank's round: ``o`` plus the longer of (its receives one after another,
-    each ``alpha + beta*b``, plus ``gamma*b`` per reduced piece) and (its
-    sends one after another).  A round costs its busiest rank; empty
-    messages and rounds cost nothing.
+    each ``alpha + beta*b``, plus ``gamma*b`` per reduced piece, or
+    ``gamma_sent*b`` where the piece overlaps a range the rank sends in the
+    round) and (its sends one after another).  A round costs its busiest
+    rank; empty messages and rounds cost nothing.
     """
+    gamma_sent = gamma if gamma_sent is None else gamma_sent
+
+    def rate(v, sends):
+        if not v.reduce:
+            return 0.0
+        return gamma_sent if any(v.lo < s.hi and s.lo < v.hi for s in sends) else gamma
+
     total = 0.0
     for t in range(max((len(s) for s in schedules), default=0)):
         worst = 0.0
@@ -85,7 +93,7 @@ def replay(schedules, o=O, alpha=ALPHA, beta=BETA, gamma=GAMMA):
             sends = [s for s in rounds[t].sends if s.count]
             if not recvs and not sends:
                 continue
-            rt = sum(alpha + beta * v.count * ITEM + (gamma * v.count * ITEM if v.reduce else 0) for v in recvs)
+            rt = sum(alpha + beta * v.count * ITEM + rate(v, sends) * v.count * ITEM for v in recvs)
             st = sum(alpha + beta * s.count * ITEM for s in sends)
             worst = max(worst, o + max(rt, st))
         total += worst
@@ -106,6 +114,23 @@ def test_model_equals_replay_of_the_real_schedule(family, alg, p, n):
     want = replay(_schedules(family, alg, p, n))
     got = cost_model.predict(family, alg, n * ITEM, p, _profile(), itemsize=ITEM, in_place=True)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+
+
+@pytest.mark.parametrize("family,alg", CASES)
+@pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 8, 12, 17])
+@pytest.mark.parametrize("n", [7, 1000, (1 << 18) + 13])
+def test_only_reductions_into_a_range_just_sent_pay_the_sent_rate(family, alg, p, n):
+    """The model charges ``reduce_sent`` exactly where a schedule reduces into what it sends."""
+    import dataclasses
+
+    if family == "allgather":
+        n = max(n // p, 1) * p
+    prof = dataclasses.replace(_profile(), reduce_sent=Piecewise.line(0.0, 3 * GAMMA))
+    want = replay(_schedules(family, alg, p, n), gamma_sent=3 * GAMMA)
+    got = cost_model.predict(family, alg, n * ITEM, p, prof, itemsize=ITEM, in_place=True)
+    assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
+    if p > 1 and alg == "recursive_doubling" and family == "allreduce":
+        assert got > cost_model.predict(family, alg, n * ITEM, p, _profile(), itemsize=ITEM, in_place=True)
 
 
 def _in_design_table(family, alg):

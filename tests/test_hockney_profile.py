@@ -65,6 +65,13 @@ def test_profile_round_trips_and_fingerprints(tmp_path):
     old = p.to_dict()
     del old["reduce_alone"]
     assert Profile.from_dict(old) == p
+    # the reduce into the buffer just sent is kept; a profile written before it has none
+    sent = dataclasses.replace(p, reduce_sent=Piecewise.line(0.0, 9e-11))
+    assert Profile.from_dict(json.loads(json.dumps(sent.to_dict()))) == sent
+    assert sent.fingerprint() != p.fingerprint()
+    old = sent.to_dict()
+    del old["reduce_sent"]
+    assert Profile.from_dict(old) == p
     # per-algorithm call overheads round-trip; a profile written before them has none
     own = dataclasses.replace(p, call_overhead=3e-6, call_overheads={"allreduce/ring": 5e-6})
     assert Profile.from_dict(json.loads(json.dumps(own.to_dict()))) == own
