@@ -36,6 +36,14 @@ be checked against them and against the clock:
   arrives or is reduced, so its messages move at their own size's speed
   (only its reductions read the cold vector).
 
+A rank that both sends and receives in a round pays the exchange's cost
+(``Profile.intra_exchange``), one that only sends or only receives the
+one-way cost.  With fewer elements than ranks some blocks are empty, and
+the ring, the fans of the sharded parameter server and the halves of
+Rabenseifner and recursive halving then move data one way in some rounds
+(:func:`_duplex_blocks`, :func:`_pair_moves`); the double binary tree
+charges the exchange to every message.
+
 Non-power-of-two P: recursive doubling, Rabenseifner and the recursive
 all-gather pay the MPICH fold (one extra round of ``n`` bytes before, one
 after); Bruck pays a last partial round; the ring and the trees pay nothing
@@ -250,14 +258,26 @@ def _ar_ring(c: _Cost, n: int, item: int) -> float:
     pat = _ring_pattern(c.place)
     seg = registry.RING_SEGMENT_BYTES // item if registry.RING_SEGMENT_BYTES else 0
     b = block * item
+    duplex = _duplex_blocks(n)
     if seg <= 0 or block <= seg:  # every block after the first was reduced or received just before
-        return (c.step(b, pat, True) + (p - 2) * c.step(b, pat, True, hot=True)
-                + (p - 1) * c.step(b, pat, False, hot=True))
+        return (c.step(b, pat, True, duplex) + (p - 2) * c.step(b, pat, True, duplex, hot=True)
+                + (p - 1) * c.step(b, pat, False, duplex, hot=True))
     k = -(-block // seg)
     piece = seg * item
     cold, reducing, moving = (c.msg(piece, pat, hot=h) for h in (0, REDUCING, MOVING))
     return 2 * (p - 1) * c.o + k * ((p - 1) * c.red(piece) + cold + (p - 2) * reducing
                                     + (p - 1) * moving)
+
+
+def _duplex_blocks(n: int) -> bool:
+    """Whether a round of a ring or a fan over ``partition(n, p)`` blocks has a rank that sends and receives.
+
+    Blocks are empty when there are fewer elements than ranks; with one
+    element only one block holds data, so every round moves it one way
+    (the ring's round ``j`` has rank ``j + 1`` receive block 0 and send
+    block 1, both non-empty from two elements on).
+    """
+    return n >= 2
 
 
 def _fold_rounds(c: _Cost, nbytes_in: float, nbytes_out: float, reduce: bool) -> float:
@@ -278,21 +298,41 @@ def _ar_recursive_doubling(c: _Cost, n: int, item: int) -> float:
     return t
 
 
+def _pair_moves(bounds: np.ndarray, mask: int) -> set[tuple[int, bool]]:
+    """``(elements received, also sends)`` of every rank in a halving or doubling round at ``mask``.
+
+    Partners hold the two halves ``L``, ``U`` of a group of ``2 * mask``
+    survivor blocks; in halving each keeps one half and sends the other, in
+    doubling each sends its half and receives the other, so either way one
+    receives ``L`` while sending ``U`` and the other the reverse.  A half is
+    empty when there are fewer elements than blocks: then its rank only
+    receives, at the one-way cost.
+    """
+    last = len(bounds) - 1
+    g = np.arange(0, last, 2 * mask)
+    lo = bounds[np.minimum(g + mask, last)] - bounds[g]
+    hi = bounds[np.minimum(g + 2 * mask, last)] - bounds[np.minimum(g + mask, last)]
+    pairs = zip(np.concatenate([lo, hi]).tolist(), np.concatenate([hi > 0, lo > 0]).tolist())
+    return {(int(b), bool(d)) for b, d in pairs if b > 0}
+
+
 def _halving_doubling(c: _Cost, bounds: np.ndarray, item: int) -> tuple[float, float]:
     """Recursive halving (reducing) and doubling over survivor block ``bounds``.
 
     Every round but the first halving sends what the round before reduced or
-    received (the first too after a fold).
+    received (the first too after a fold).  A round costs its busiest rank
+    (see :func:`_pair_moves`).
     """
     p2 = len(bounds) - 1
     folded = p2 < c.place.p
     down = up = 0.0
     mask = p2 // 2
     while mask >= 1:
-        b = _max_range(bounds, mask) * item
         pat = _xor_pattern(c.place, mask)
-        down += c.step(b, pat, True, hot=folded or mask < p2 // 2)
-        up += c.step(b, pat, False, hot=True)
+        moves = _pair_moves(bounds, mask)
+        hot = folded or mask < p2 // 2
+        down += max((c.step(b * item, pat, True, d, hot=hot) for b, d in moves), default=0.0)
+        up += max((c.step(b * item, pat, False, d, hot=True) for b, d in moves), default=0.0)
         mask //= 2
     return down, up
 
@@ -331,8 +371,8 @@ def _ar_sharded_ps(c: _Cost, n: int, item: int) -> float:
     if p == 1:
         return 0.0
     b = -(-n // p) * item  # every rank sends and receives, all at once; then its reduced shard
-    rpn = c.place.rpn
-    return 2 * c.o + _fan(c, b, rpn, True) + (p - 1) * c.red(b) + _fan(c, b, rpn, True, MOVING)
+    rpn, duplex = c.place.rpn, _duplex_blocks(n)
+    return 2 * c.o + _fan(c, b, rpn, duplex) + (p - 1) * c.red(b) + _fan(c, b, rpn, duplex, MOVING)
 
 
 @lru_cache(maxsize=256)
@@ -442,7 +482,7 @@ def _ag_bruck(c: _Cost, m: int, item: int) -> float:
 def _rs_ring(c: _Cost, n: int, item: int) -> float:
     p = c.place.p
     block = -(-n // p)
-    return (p - 1) * c.step(block * item, _ring_pattern(c.place), True)
+    return (p - 1) * c.step(block * item, _ring_pattern(c.place), True, _duplex_blocks(n))
 
 
 def _rs_recursive_halving(c: _Cost, n: int, item: int) -> float:
@@ -477,7 +517,8 @@ def _bc_scatter_allgather(c: _Cost, n: int, item: int, root: int = 0) -> float:
             t += c.step(b, _pattern(c.place, (v + root) % p, (v + mask + root) % p), False, False)
         mask >>= 1
     r = np.arange(p)
-    return t + (p - 1) * c.step(-(-n // p) * item, _pattern(c.place, r, (r + 1) % p), False)
+    return t + (p - 1) * c.step(-(-n // p) * item, _pattern(c.place, r, (r + 1) % p), False,
+                                _duplex_blocks(n))
 
 
 _MODELS = {
