@@ -29,7 +29,8 @@ def _resolve(family: str, algorithm: str, count: int, buf, lib) -> str:
         item = getattr(buf, "itemsize", 1) or 1
         nbytes = count * item
         return (lib.decisions.get((family, nbytes, item))
-                or choose(family, nbytes, lib.Get_size(), lib.ranks_per_node, item))
+                or choose(family, nbytes, lib.Get_size(), ranks_per_node=lib.ranks_per_node,
+                          itemsize=item))
     if algorithm not in ALGORITHMS[family]:
         raise CollectiveError(
             f"unknown {family} algorithm {algorithm!r}; "

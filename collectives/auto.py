@@ -49,8 +49,10 @@ def decisions(p: int, ranks_per_node: int | None) -> dict:
     the API looks a call up there before calling :func:`choose`: ``auto``'s
     dispatch is on every call's path, where in a mix of collectives each
     Python step costs three to four times what it costs in a loop (dev VM,
-    P = 2: 0.9-1.5 us, against 0.3-0.4 us for a named algorithm's, when
-    the lookup went through :func:`choose`).
+    P = 2, 256 B: 0.9-1.5 us, against 0.3-0.4 us for a named algorithm's,
+    when the lookup went through :func:`choose`; a call with ``auto`` then
+    took 1.1-1.2 us more than one naming the algorithm it ran, now
+    0.55-0.64).
     """
     table = _decisions.get((p, ranks_per_node))
     if table is None:
@@ -109,7 +111,7 @@ def builtin(family: str, nbytes: int, p: int) -> str:
     raise KeyError(family)
 
 
-def choose(family: str, nbytes: int, p: int, ranks_per_node: int | None = None,
+def choose(family: str, nbytes: int, p: int, *, ranks_per_node: int | None = None,
            itemsize: int = 4) -> str:
     """The algorithm ``auto`` runs for ``nbytes`` (the full vector) on ``p`` ranks.
 

@@ -193,8 +193,9 @@ class _Cost:
              into_sent: bool = False) -> float:
         """One round in which every active rank moves ``nbytes`` (reducing them or not).
 
-        ``duplex``: each active rank both sends and receives (most rounds);
-        otherwise a rank only sends or only receives (folds, broadcast trees).
+        ``duplex``: the busiest rank both sends and receives (most rounds);
+        otherwise it only sends or only receives (folds, broadcast trees,
+        rounds whose blocks are empty on one side).
         ``hot``: the data sent was touched in the round before (see
         :meth:`working_set`); reductions always read the working set.
         ``into_sent``: the reduction writes the range the round sends.

@@ -231,7 +231,8 @@ def test_the_api_keeps_auto_decisions_per_communicator_until_a_new_profile():
         auto.set_profile(Profile.hockney(0.0, 1e-9, 1e-9))  # bandwidth dear
         assert lib.decisions == {}  # emptied in place: no stale decision survives
         y = collectives.allreduce(x, algorithm="auto", comm=comm)
-        assert lib.decisions[key] == auto.choose("allreduce", x.nbytes, p, lib.ranks_per_node, 4)
+        assert lib.decisions[key] == auto.choose("allreduce", x.nbytes, p,
+                                                 ranks_per_node=lib.ranks_per_node)
         assert np.all(y == p)
         if p > 1:  # the two profiles disagree (one rank: every algorithm costs the same)
             assert lib.decisions[key] != first
