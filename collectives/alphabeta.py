@@ -237,7 +237,7 @@ KERNELS = (("reduce", "reduce", False), ("reduce_sent", "reduce_sent", False),
 
 def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: int = 1,
                  pools: dict | None = None, alone: bool = False):
-    """Time the reduce kernel or a copy where the library runs them, all ranks at once or rank 0 alone.
+    """Time the reduce kernel or a copy where the library runs them, all ranks or rank 0 alone.
 
     Each sample follows an untimed exchange with rank ``r ^ 1`` (a rank
     without a partner skips it), and ``kind`` says what is written:
@@ -503,7 +503,8 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
     rpn = ranks_per_node(library_comm(comm))
     raw["calls"] = {f"{f}/{a}": float(np.median(v)) for (f, a), v in got["call"].items()}
     overheads = {
-        f"{f}/{a}": max(float(np.median(v)) - cost_model.predict(f, a, 4 * p, p, prof, ranks_per_node=rpn), 0.0)
+        f"{f}/{a}": max(float(np.median(v))
+                        - cost_model.predict(f, a, 4 * p, p, prof, ranks_per_node=rpn), 0.0)
         for (f, a), v in got["call"].items()
     }
     allreduce = [t for k, t in overheads.items() if k.startswith("allreduce/")]
@@ -543,9 +544,9 @@ def describe(prof: Profile) -> str:
         for s in pw.segments:
             hi = "inf" if s.hi == float("inf") else f"{s.hi:.0f}"
             lines.append(f"{s.lo:>12.0f} {hi:>12} {_us(s.alpha):>10} {s.beta * 1e9:>10.5f} {_gbps(s.beta):>8}")
+    each = " (all-reduce median); per call of each algorithm:" if prof.call_overheads else ""
     lines.append(f"# software overhead: {_us(prof.round_overhead)} us per round, "
-                 f"{_us(prof.call_overhead)} us per call"
-                 + (" (all-reduce median); per call of each algorithm:" if prof.call_overheads else ""))
+                 f"{_us(prof.call_overhead)} us per call{each}")
     for key, t in prof.call_overheads.items():
         lines.append(f"#   {key:<40} {_us(t):>10} us")
     lines.append(

@@ -271,7 +271,7 @@ def _ar_ring(c: _Cost, n: int, item: int) -> float:
 
 
 def _duplex_blocks(n: int) -> bool:
-    """Whether a round of a ring or a fan over ``partition(n, p)`` blocks has a rank that sends and receives.
+    """Whether a ring's or fan's round over ``partition(n, p)`` has a rank sending and receiving.
 
     Blocks are empty when there are fewer elements than ranks; with one
     element only one block holds data, so every round moves it one way

@@ -97,7 +97,7 @@ class Profile:
         return self.inter if inter and self.inter is not None else self.intra
 
     def overhead(self, family: str, algorithm: str) -> float:
-        """Software seconds per call of ``algorithm`` of ``family`` (its own, else ``call_overhead``)."""
+        """Software seconds per call of ``algorithm``: its own, else ``call_overhead``."""
         return self.call_overheads.get(f"{family}/{algorithm}", self.call_overhead)
 
     @classmethod

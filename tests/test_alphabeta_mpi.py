@@ -64,7 +64,8 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
             assert r["bench_us"] > 0  # fixed algorithms: timed alongside the profile and again beside auto
     with h5py.File(h5) as f:
         assert f["reduce/seconds"].shape[0] == len(f["reduce/bytes"])
-        assert list(f["reduce_alone/bytes"]) == list(f["reduce/bytes"]) == list(f["reduce_sent/bytes"])
+        sizes = list(f["reduce/bytes"])
+        assert list(f["reduce_alone/bytes"]) == sizes == list(f["reduce_sent/bytes"])
         assert json.loads(f.attrs["profile"])["version"] == 1
         assert {n.decode() for n in f["calls/name"][...]} == every
         assert np.all(f["calls/seconds"][...] > 0)
@@ -115,9 +116,12 @@ def test_calls_of_every_algorithm_are_timed_interleaved(passes, monkeypatch):
 
     comm = world()
     ran = []
+
+    def recording(family, run):
+        return lambda x, y, a, c: ran.append((family, a)) or run(x, y, a, c)
+
     for family, run in list(bench._RUN.items()):
-        monkeypatch.setitem(bench._RUN, family,
-                            lambda x, y, a, c, run=run, family=family: ran.append((family, a)) or run(x, y, a, c))
+        monkeypatch.setitem(bench._RUN, family, recording(family, run))
     families = ("allreduce", "broadcast")
     got = drain(alphabeta.call_times(comm, 0.0, passes, families))
     want = [(f, a) for f in families for a in cost_model.predictable(f)]
@@ -139,14 +143,16 @@ def test_the_reduce_writes_a_buffer_of_its_own_or_the_one_just_sent(monkeypatch)
     comm = world()
     into = []
     kernel = reduce_ops.combine
-    monkeypatch.setattr(reduce_ops, "combine", lambda dst, src, *a: into.append(dst) or kernel(dst, src, *a))
+    monkeypatch.setattr(reduce_ops, "combine",
+                        lambda dst, src, *a: into.append(dst) or kernel(dst, src, *a))
     pools = alphabeta.make_pools([4096])
     sent = []
     exchange = alphabeta._exchange
     monkeypatch.setattr(alphabeta, "_exchange",
                         lambda c, s, r, peer: sent.append(s[0]) or exchange(c, s, r, peer))
     for kind in ("reduce", "reduce_sent"):
-        into.clear(), sent.clear()
+        into.clear()
+        sent.clear()
         drain(alphabeta.local_kernel(comm, kind, [4096], 0.0, 1, pools))
         assert len(into) == 3 + alphabeta._iterations(4096, 0.0)
         if comm.Get_size() > 1:

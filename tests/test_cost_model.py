@@ -121,11 +121,11 @@ def test_model_equals_replay_of_the_real_schedule(family, alg, p, n):
     assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
 
 
-@pytest.mark.parametrize("family,alg", [c for c in CASES if c != ("allreduce", "double_binary_tree")])
+@pytest.mark.parametrize("family,alg", [c for c in CASES if c[1] != "double_binary_tree"])
 @pytest.mark.parametrize("p", [1, 2, 3, 4, 5, 6, 7, 8, 9, 12, 16, 17])
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 1000, (1 << 18) + 13])
 def test_a_rank_that_only_sends_or_only_receives_pays_the_one_way_latency(family, alg, p, n):
-    """Where blocks are empty (fewer elements than ranks) a round's busiest rank may move data one way only.
+    """With fewer elements than ranks some blocks are empty: a rank may move data one way only.
 
     The double binary tree is left out: it charges the exchange to every
     message, also in the rounds where its pipeline fills and drains.
@@ -156,7 +156,9 @@ def test_only_reductions_into_a_range_just_sent_pay_the_sent_rate(family, alg, p
     got = cost_model.predict(family, alg, n * ITEM, p, prof, itemsize=ITEM, in_place=True)
     assert got == pytest.approx(want, rel=1e-9, abs=1e-15)
     if p > 1 and alg == "recursive_doubling" and family == "allreduce":
-        assert got > cost_model.predict(family, alg, n * ITEM, p, _profile(), itemsize=ITEM, in_place=True)
+        plain = cost_model.predict(family, alg, n * ITEM, p, _profile(), itemsize=ITEM,
+                                   in_place=True)
+        assert got > plain
 
 
 def _in_design_table(family, alg):
@@ -285,7 +287,8 @@ def test_each_algorithm_is_charged_its_own_call_overhead(p):
     for family, alg in CASES:
         want = own.call_overheads.get(f"{family}/{alg}", 7e-6)
         for n in (4, 1000, 1 << 20):
-            extra = cost_model.predict(family, alg, n, p, own) - cost_model.predict(family, alg, n, p, base)
+            extra = (cost_model.predict(family, alg, n, p, own)
+                     - cost_model.predict(family, alg, n, p, base))
             assert extra == pytest.approx(want, rel=1e-9, abs=1e-15), (family, alg, n)
 
 

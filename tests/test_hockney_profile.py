@@ -58,27 +58,22 @@ def test_profile_round_trips_and_fingerprints(tmp_path):
     wrapped = tmp_path / "ab.json"
     wrapped.write_text(json.dumps({"profile": p.to_dict(), "predictions": []}))
     assert load(str(wrapped)) == p
-    # the lone-rank reduce is kept; a profile written before it existed still loads
-    alone = dataclasses.replace(p, reduce_alone=Piecewise.line(0.0, 2e-11))
-    assert Profile.from_dict(json.loads(json.dumps(alone.to_dict()))) == alone
-    assert alone.fingerprint() != p.fingerprint()
-    old = p.to_dict()
-    del old["reduce_alone"]
+
+
+@pytest.mark.parametrize("name,value,default", [
+    ("reduce_alone", Piecewise.line(0.0, 2e-11), None),
+    ("reduce_sent", Piecewise.line(0.0, 9e-11), None),
+    ("call_overheads", {"allreduce/ring": 5e-6}, {}),
+])
+def test_a_field_added_later_round_trips_and_older_profiles_load_without_it(name, value, default):
+    p = Profile.hockney(2e-6, 1e-10, 3e-11, inter=(5e-6, 1e-9))
+    new = dataclasses.replace(p, **{name: value})
+    assert Profile.from_dict(json.loads(json.dumps(new.to_dict()))) == new
+    assert new.fingerprint() != p.fingerprint()
+    old = new.to_dict()
+    del old[name]
+    assert getattr(Profile.from_dict(old), name) == default
     assert Profile.from_dict(old) == p
-    # the reduce into the buffer just sent is kept; a profile written before it has none
-    sent = dataclasses.replace(p, reduce_sent=Piecewise.line(0.0, 9e-11))
-    assert Profile.from_dict(json.loads(json.dumps(sent.to_dict()))) == sent
-    assert sent.fingerprint() != p.fingerprint()
-    old = sent.to_dict()
-    del old["reduce_sent"]
-    assert Profile.from_dict(old) == p
-    # per-algorithm call overheads round-trip; a profile written before them has none
-    own = dataclasses.replace(p, call_overhead=3e-6, call_overheads={"allreduce/ring": 5e-6})
-    assert Profile.from_dict(json.loads(json.dumps(own.to_dict()))) == own
-    assert own.fingerprint() != dataclasses.replace(own, call_overheads={}).fingerprint()
-    old = own.to_dict()
-    del old["call_overheads"]
-    assert Profile.from_dict(old).call_overheads == {}
 
 
 def test_an_algorithm_without_its_own_overhead_gets_the_shared_one():
