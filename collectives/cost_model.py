@@ -41,8 +41,8 @@ A rank that both sends and receives in a round pays the exchange's cost
 one-way cost.  With fewer elements than ranks some blocks are empty, and
 the ring, the fans of the sharded parameter server and the halves of
 Rabenseifner and recursive halving then move data one way in some rounds
-(:func:`_duplex_blocks`, :func:`_pair_moves`); the double binary tree
-charges the exchange to every message.
+(:func:`_duplex_blocks`, :func:`_pair_moves`); so do the double binary
+tree's ranks while its pipeline fills and drains.
 
 Non-power-of-two P: recursive doubling, Rabenseifner and the recursive
 all-gather pay the MPICH fold (one extra round of ``n`` bytes before, one
@@ -404,7 +404,9 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
     Chunk ``c`` leaves a node of height ``h`` upwards in round ``c + h`` and
     goes down from depth ``d`` in round ``c + H + d`` (see
     :mod:`collectives.double_binary_tree`); a rank's round costs its
-    receives (and reductions) or its sends, whichever is longer.
+    receives (and reductions) or its sends, whichever is longer, each
+    message at the exchange's cost if the rank both sends and receives in
+    the round, else at the one-way cost (the pipeline's fill and drain).
     """
     p = c.place.p
     if p == 1:
@@ -417,9 +419,12 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
     counts = [-(-sz // st) if sz else 0 for sz, st in zip(sizes, steps)]
     rounds = max(cnt + 2 * tab[4] - 1 for cnt, tab in zip(counts, tabs) if cnt)
     s = np.arange(rounds)[:, None]  # rounds x ranks
-    recv = np.zeros((rounds, p))  # seconds of arriving messages (and their reductions)
-    send = np.zeros((rounds, p))
-    busy = np.zeros((rounds, p))  # messages a rank has in a round
+    # seconds of arriving messages (and their reductions) and of leaving ones, at the
+    # exchange's cost [0] and the one-way cost [1]; and how many of each a rank has
+    recv = np.zeros((2, rounds, p))
+    send = np.zeros((2, rounds, p))
+    n_recv = np.zeros((rounds, p))
+    n_send = np.zeros((rounds, p))
     one = np.ones(2)
     for (kids, has_parent, height, depth, top), cnt, st, sz in zip(tabs, counts, steps, sizes):
         if not cnt:
@@ -427,13 +432,16 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
         last = sz - (cnt - 1) * st  # the last chunk is shorter
         chunks = (st * item, last * item)
         # a chunk goes on as soon as it is reduced (up) or arrives (down): hot in cache
-        up, down = (np.array([c.msg(b, pattern, hot=h) for b in chunks]) for h in (REDUCING, MOVING))
+        up, down = (np.array([[c.msg(b, pattern, duplex, hot=h) for b in chunks]
+                              for duplex in (True, False)]) for h in (REDUCING, MOVING))
         rm = np.array([c.red(b) for b in chunks])
 
         def cost(start, table):
             """Seconds of the chunk a node handles in each round, by chunk index ``s - start``."""
             idx = s - start
-            return np.where((idx >= 0) & (idx < cnt - 1), table[0], 0.0) + np.where(idx == cnt - 1, table[1], 0.0)
+            table = np.asarray(table)[..., None, None]
+            return (np.where((idx >= 0) & (idx < cnt - 1), table[..., 0, :, :], 0.0)
+                    + np.where(idx == cnt - 1, table[..., 1, :, :], 0.0))
 
         for j in range(2):
             k = kids[:, j]
@@ -441,11 +449,16 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
             kh = height[np.where(has, k, 0)]
             recv += has * (cost(kh, up) + cost(kh, rm))  # up from a child, reduced
             send += has * cost(top + depth, down)  # down to a child
-            busy += has * (cost(kh, one) + cost(top + depth, one))
+            n_recv += has * cost(kh, one)
+            n_send += has * cost(top + depth, one)
         send += has_parent * cost(height, up)  # up to the parent
         recv += has_parent * cost(top + depth - 1, down)  # down from the parent
-        busy += has_parent * (cost(height, one) + cost(top + depth - 1, one))
-    worst = np.where(busy > 0, c.o + np.maximum(recv, send), 0.0)
+        n_send += has_parent * cost(height, one)
+        n_recv += has_parent * cost(top + depth - 1, one)
+    way = np.where((n_recv > 0) & (n_send > 0), 0, 1)  # both: the exchange's cost
+    pick = np.take_along_axis
+    busy = np.maximum(pick(recv, way[None], 0)[0], pick(send, way[None], 0)[0])
+    worst = np.where(n_recv + n_send > 0, c.o + busy, 0.0)
     return float(worst.max(axis=1).sum())
 
 
