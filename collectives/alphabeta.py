@@ -503,9 +503,8 @@ def measure(comm: MPI.Comm, args, alongside=()) -> tuple[Profile, dict, list]:
     rpn = ranks_per_node(library_comm(comm))
     raw["calls"] = {f"{f}/{a}": float(np.median(v)) for (f, a), v in got["call"].items()}
     overheads = {
-        f"{f}/{a}": max(float(np.median(v))
-                        - cost_model.predict(f, a, 4 * p, p, prof, ranks_per_node=rpn), 0.0)
-        for (f, a), v in got["call"].items()
+        key: max(t - cost_model.predict(*key.split("/"), 4 * p, p, prof, ranks_per_node=rpn), 0.0)
+        for key, t in raw["calls"].items()
     }
     allreduce = [t for k, t in overheads.items() if k.startswith("allreduce/")]
     prof = dataclasses.replace(prof, call_overheads=overheads,

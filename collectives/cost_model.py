@@ -455,9 +455,8 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
         recv += has_parent * cost(top + depth - 1, down)  # down from the parent
         n_send += has_parent * cost(height, one)
         n_recv += has_parent * cost(top + depth - 1, one)
-    way = np.where((n_recv > 0) & (n_send > 0), 0, 1)  # both: the exchange's cost
-    pick = np.take_along_axis
-    busy = np.maximum(pick(recv, way[None], 0)[0], pick(send, way[None], 0)[0])
+    both = (n_recv > 0) & (n_send > 0)  # the exchange's cost, else the one-way cost
+    busy = np.maximum(np.where(both, recv[0], recv[1]), np.where(both, send[0], send[1]))
     worst = np.where(n_recv + n_send > 0, c.o + busy, 0.0)
     return float(worst.max(axis=1).sum())
 
