@@ -4,6 +4,7 @@ Launched by scripts/run_tests.sh as
 ``mpiexec -n P python -m mpi4py scripts/mpi_pytest.py RESULTS_DIR [pytest args]``.
 Each rank writes ``RESULTS_DIR/mpi-P{P}-rank{r}.xml``; ranks other than 0
 write their terminal output to ``RESULTS_DIR/mpi-P{P}-rank{r}.log``.
+A rank that dies leaves no XML: scripts/summarize_junit.py counts its run as failed.
 """
 
 import os
