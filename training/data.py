@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from collectives.schedule import partition
+
 __all__ = ["Source", "digits", "synthetic", "hdf5", "open_source", "DataError"]
 
 
@@ -86,12 +88,21 @@ def synthetic(samples: int = 60000, features: int = 256, classes: int = 10, seed
     return _in_memory(f"synthetic({samples}x{features}, {classes} classes)", x, y, test_fraction, seed)
 
 
-def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0) -> Source:
+def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0, *, share: tuple[int, int] = (0, 1)) -> Source:
     """An HDF5 file with datasets ``X`` (n, features) and ``y`` (n,) of class indices.
 
     ``X_test`` and ``y_test``, if present, are the test part; otherwise a
     seeded ``test_fraction`` of the rows is held out.  Rows are read on
-    demand, so each rank touches only its own.
+    demand, so each rank touches only its own.  The file is checked when
+    opened: shapes, types, labels ``0..C-1`` (no more classes than labelled
+    rows), and finite features (NaN, inf, or beyond float32's range).
+
+    Parameters
+    ----------
+    share : (rank, ranks)
+        This rank scans its ``1/ranks`` of the rows of ``X`` (and ``X_test``)
+        for non-finite values, so the ranks read the features once between
+        them; a rank that finds one raises alone (the caller agrees).
     """
     import h5py
 
@@ -99,46 +110,93 @@ def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0) -> Source:
         raise DataError(f"--data {path}: no such file")
     try:
         with h5py.File(path, "r") as f:
-            if "X" not in f or "y" not in f:
-                raise DataError(f"{path} must hold datasets 'X' (n, features) and 'y' (n,); it has {sorted(f)}")
-            shape_x, shape_y = f["X"].shape, f["y"].shape
-            has_test = "X_test" in f and "y_test" in f
-            test_shape = f["X_test"].shape if has_test else None
-            y_all = f["y"][...]
-            y_test_all = f["y_test"][...] if has_test else None
+            parts = _parts(f, path)
+            features = f["X"].shape[1]
+            rows = {part: f[xs].shape[0] for part, (xs, _) in parts.items()}
+            labels = np.concatenate([f[ys][...] for _, ys in parts.values()])
+            for xs, _ in parts.values():
+                _scan_finite(f[xs], f"{path}: {xs}", share)
     except OSError as e:
         raise DataError(f"{path} is not a readable HDF5 file: {e}") from None
-    if len(shape_x) != 2 or shape_y != (shape_x[0],):
-        raise DataError(f"{path}: X must be (n, features) and y (n,), got {shape_x} and {shape_y}")
-    if has_test and (len(test_shape) != 2 or test_shape[1] != shape_x[1]):
-        raise DataError(f"{path}: X_test must be (m, {shape_x[1]}), got {test_shape}")
-    labels = np.concatenate([y_all, y_test_all]) if has_test else y_all
-    if labels.dtype.kind not in "iu" or (len(labels) and labels.min() < 0):
-        raise DataError(f"{path}: y must hold class indices >= 0 (integers), got {labels.dtype}")
-    if has_test:
-        rows = {"train": np.arange(shape_x[0]), "test": np.arange(test_shape[0])}
-        names = {"train": ("X", "y"), "test": ("X_test", "y_test")}
+    if labels.min() < 0:
+        raise DataError(f"{path}: labels must be class indices >= 0, got {labels.min()}")
+    classes = int(labels.max()) + 1
+    if classes > len(labels):
+        raise DataError(f"{path}: the largest label {classes - 1} means {classes} classes, more than the "
+                        f"{len(labels)} labelled rows; labels must be class indices 0..C-1 "
+                        "(renumber them: np.unique(y, return_inverse=True)[1])")
+    if "test" in parts:
+        index = {"train": np.arange(rows["train"]), "test": np.arange(rows["test"])}
     else:
-        train, test = _split(shape_x[0], test_fraction, seed)
-        rows = {"train": train, "test": test}
-        names = {"train": ("X", "y"), "test": ("X", "y")}
+        parts["test"] = parts["train"]
+        index = dict(zip(("train", "test"), _split(rows["train"], test_fraction, seed)))
 
     def read(part, idx):
-        where = rows[part][idx]
-        xs, ys = names[part]
+        where = index[part][idx]
+        xs, ys = parts[part]
+        if len(where) == 0:
+            return np.zeros((0, features), np.float32), np.zeros(0, np.int64)
         with h5py.File(path, "r") as f:
-            if len(where) == 0:
-                return np.zeros((0, shape_x[1]), np.float32), np.zeros(0, np.int64)
             return f[xs][where, :], f[ys][where]
 
-    return Source(os.path.basename(path), len(rows["train"]), len(rows["test"]), shape_x[1],
-                  int(labels.max()) + 1, read)
+    return Source(os.path.basename(path), len(index["train"]), len(index["test"]), features, classes, read)
 
 
-def open_source(spec: str, *, samples: int, features: int, classes: int, seed: int) -> Source:
-    """``"digits"``, ``"synthetic"`` (with the given sizes) or a path to an ``.h5`` file."""
+def _parts(f, path: str) -> dict[str, tuple[str, str]]:
+    """``{"train": ("X", "y")}``, and ``"test": ("X_test", "y_test")`` if the file has them; every shape and type
+    checked (features as numbers, labels as integers, one label a row, the same features in both)."""
+    import h5py
+
+    if "X" not in f or "y" not in f:
+        raise DataError(f"{path} must hold datasets 'X' (n, features) and 'y' (n,); it has {sorted(f)}")
+    if ("X_test" in f) != ("y_test" in f):
+        given, missing = ("X_test", "y_test") if "X_test" in f else ("y_test", "X_test")
+        raise DataError(f"{path} has {given} without {missing}: give both, or neither to hold out part of X")
+    parts = {"train": ("X", "y"), "test": ("X_test", "y_test")} if "X_test" in f else {"train": ("X", "y")}
+    for xs, ys in parts.values():
+        for name in (xs, ys):
+            if not isinstance(f[name], h5py.Dataset):
+                kind = "group" if isinstance(f[name], h5py.Group) else type(f[name]).__name__
+                raise DataError(f"{path}: {name} is an HDF5 {kind}, not a dataset")
+        x, y = f[xs], f[ys]
+        if len(x.shape) != 2:
+            raise DataError(f"{path}: {xs} must be (n, features), got shape {x.shape}")
+        if x.shape[0] == 0:
+            raise DataError(f"{path}: {xs} holds no rows")
+        if x.shape[1] == 0:
+            raise DataError(f"{path}: {xs} has no features")
+        if x.shape[1] != f["X"].shape[1]:
+            raise DataError(f"{path}: {xs} must have X's {f['X'].shape[1]} features, got shape {x.shape}")
+        if x.dtype.kind not in "biuf":
+            raise DataError(f"{path}: {xs} must hold numbers, got {x.dtype}")
+        if y.shape != (x.shape[0],):
+            raise DataError(f"{path}: {ys} must be ({x.shape[0]},), a label for each row of {xs}; got {y.shape}")
+        if y.dtype.kind not in "iu":
+            raise DataError(f"{path}: {ys} must hold class indices (integers), got {y.dtype}")
+    return parts
+
+
+def _scan_finite(x, name: str, share: tuple[int, int], block_bytes: int = 16 << 20) -> None:
+    """Raise DataError if this rank's share of the rows of dataset ``x`` holds a value that is not a finite float32."""
+    if x.dtype.kind != "f":
+        return  # integers are finite as float32
+    rank, ranks = share
+    bounds = partition(x.shape[0], ranks)
+    rows = max(1, block_bytes // (x.shape[1] * x.dtype.itemsize))
+    for lo in range(bounds[rank], bounds[rank + 1], rows):
+        with np.errstate(over="ignore"):
+            block = np.asarray(x[lo : min(lo + rows, bounds[rank + 1])], np.float32)
+        bad = ~np.isfinite(block).all(axis=1)
+        if bad.any():
+            raise DataError(f"{name} row {lo + int(np.argmax(bad))} holds NaN or inf (or a value beyond float32's "
+                            "range): training on it would diverge; clean the data first")
+
+
+def open_source(spec: str, *, samples: int, features: int, classes: int, seed: int,
+                share: tuple[int, int] = (0, 1)) -> Source:
+    """``"digits"``, ``"synthetic"`` (with the given sizes) or a path to an ``.h5`` file (see :func:`hdf5`)."""
     if spec == "digits":
         return digits(seed=seed)
     if spec == "synthetic":
         return synthetic(samples, features, classes, seed)
-    return hdf5(spec, seed=seed)
+    return hdf5(spec, seed=seed, share=share)
