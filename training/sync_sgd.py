@@ -20,12 +20,17 @@ With ``--overlap`` each bucket's all-reduce starts as soon as backward has
 filled it and is progressed between layers; *hidden* is the fraction of
 the communication span (first start to last completion) that passed
 before backward ended.
+
+Exit status, the same on every rank: 0 done; 2 a bad option, data file,
+output path or checkpoint, found before the first step; 3 the parameters
+(checked every step) or an epoch's loss went NaN or inf, and the last
+checkpoint holds the last finite state; 1 a checkpoint could not be written.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
+import math
 import sys
 import time
 
@@ -33,14 +38,14 @@ import numpy as np
 from mpi4py import MPI
 
 import collectives
-from collectives import threads
+from collectives import cli, threads
 from collectives._comm import library_comm
 from collectives.schedule import partition
 
-from . import checkpoint
-from .data import open_source
+from . import checkpoint, divergence, options, resume
 from .model import MLP
 from .optim import SGD, learning_rate
+from .options import PROG
 from .sampler import GlobalBatchSampler
 
 __all__ = ["main", "run", "parser", "Buckets"]
@@ -54,44 +59,9 @@ class Buckets:
         self.ranges = [(lo, min(lo + step, size)) for lo in range(0, size, step)]
 
 
-def parser() -> argparse.ArgumentParser:
-    names = collectives.ALGORITHMS["allreduce"]
-    ap = argparse.ArgumentParser(prog="python -m training.sync_sgd", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter, epilog=__doc__.split("\n\n", 1)[1])
-    d = ap.add_argument_group("data")
-    d.add_argument("--data", default="digits", help="digits (default), synthetic, or PATH.h5 with X and y")
-    d.add_argument("--samples", type=int, default=60000, help="synthetic: samples")
-    d.add_argument("--features", type=int, default=256, help="synthetic: features")
-    d.add_argument("--classes", type=int, default=10, help="synthetic: classes")
-    m = ap.add_argument_group("model and optimiser")
-    m.add_argument("--hidden", default="128", help="hidden widths, comma-separated (default 128)")
-    m.add_argument("--act", default="relu", help="hidden activation: relu, tanh, sigmoid, identity")
-    m.add_argument("--epochs", type=int, default=20)
-    m.add_argument("--batch", type=int, default=64, help="global batch (split over the ranks)")
-    m.add_argument("--lr", type=float, default=0.05)
-    m.add_argument("--momentum", type=float, default=0.9)
-    m.add_argument("--weight-decay", type=float, default=1e-4)
-    m.add_argument("--nesterov", action="store_true")
-    m.add_argument("--scale-lr", action="store_true", help="lr x global batch / 256 (Goyal et al.)")
-    m.add_argument("--warmup-epochs", type=float, default=0.0, help="linear warm-up length")
-    m.add_argument("--seed", type=int, default=0)
-    c = ap.add_argument_group("communication")
-    c.add_argument("--allreduce", default="auto", help=f"one of {', '.join(names)}")
-    c.add_argument("--bucket-mb", type=float, default=1.0, help="gradient bucket size in MiB (default 1)")
-    c.add_argument("--overlap", action="store_true",
-                   help="all-reduce each bucket as soon as backward has filled it, progressed between layers")
-    c.add_argument("--bind", choices=["compact", "spread", "socket"],
-                   help="pin ranks, their threads and memory (numa.bind) before training")
-    c.add_argument("--threads", type=int, help="Numba/BLAS threads per rank (default: cores / ranks per node)")
-    c.add_argument("--check", action="store_true", help="compare parameter checksums across ranks every step")
-    o = ap.add_argument_group("checkpoints and output")
-    o.add_argument("--checkpoint", metavar="PATH.h5", help="checkpoint file")
-    o.add_argument("--checkpoint-every", type=int, default=0, help="steps between checkpoints (0: at the end only)")
-    o.add_argument("--resume", action="store_true", help="continue from --checkpoint")
-    o.add_argument("--json", metavar="PATH", help="write the summary as JSON")
-    o.add_argument("--metrics", metavar="PATH.h5", help="write per-step metrics to HDF5")
-    o.add_argument("--quiet", action="store_true", help="no per-epoch lines")
-    return ap
+def parser() -> cli.ArgumentParser:
+    """The command line's parser (its ``--help`` is this module's docstring); see :mod:`training.options`."""
+    return options.parser(__doc__)
 
 
 class _Overlap:
@@ -132,44 +102,6 @@ class _Overlap:
             self.span, self.exposed = end - self.first, end - self.arithmetic_done
 
 
-def _validate(args, comm) -> tuple[object, list[int]]:
-    """Open the data and check every argument; raise ValueError with the reason."""
-    p = comm.Get_size()
-    if args.allreduce not in collectives.ALGORITHMS["allreduce"]:
-        raise ValueError(f"--allreduce {args.allreduce!r} is not an algorithm; use one of "
-                         f"{', '.join(collectives.ALGORITHMS['allreduce'])}")
-    if args.batch < p:
-        raise ValueError(f"--batch {args.batch} is smaller than the {p} ranks: every rank needs a sample per step")
-    if args.epochs < 1 or args.lr <= 0 or args.momentum < 0 or args.weight_decay < 0 or args.bucket_mb < 0:
-        raise ValueError("--epochs >= 1, --lr > 0, --momentum, --weight-decay and --bucket-mb >= 0, please")
-    if args.nesterov and args.momentum == 0:
-        raise ValueError("--nesterov needs --momentum > 0")
-    if (args.resume or args.checkpoint_every) and not args.checkpoint:
-        raise ValueError("--resume and --checkpoint-every need --checkpoint PATH.h5")
-    try:
-        hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
-    except ValueError:
-        raise ValueError(f"--hidden {args.hidden!r}: comma-separated integers, please") from None
-    source = open_source(args.data, samples=args.samples, features=args.features, classes=args.classes,
-                         seed=args.seed)
-    if args.batch > source.n_train:
-        raise ValueError(f"--batch {args.batch} is larger than the {source.n_train} training samples")
-    from .kernels import ACTIVATIONS
-
-    if args.act not in ACTIVATIONS:
-        raise ValueError(f"--act {args.act!r}: use one of {', '.join(ACTIVATIONS)}")
-    return source, [source.features, *hidden, source.classes]
-
-
-def _agree_or_exit(comm, error: str | None) -> None:
-    """Every rank learns every rank's error; all exit 2 together, rank 0 says why."""
-    errors = [e for e in comm.allgather(error) if e]
-    if errors:
-        if comm.Get_rank() == 0:
-            print(f"training.sync_sgd: {errors[0]}", file=sys.stderr, flush=True)
-        raise SystemExit(2)
-
-
 def _accuracy(model: MLP, source, comm) -> float:
     bounds = partition(source.n_test, comm.Get_size())
     rank = comm.Get_rank()
@@ -202,7 +134,11 @@ def main(argv=None) -> int:
 def run(argv=None, comm=None) -> tuple[dict, MLP]:
     """Train as the command line says, on ``comm`` (default COMM_WORLD); return the summary and the model.
 
-    Bad arguments or data raise ``SystemExit(2)`` on every rank, after rank 0 printed why.
+    Every stop is agreed by all ranks, after rank 0 printed why: bad options,
+    data, outputs or checkpoints raise ``SystemExit(2)`` before training; a
+    loss or parameters gone NaN or inf, ``SystemExit(3)``
+    (:data:`training.divergence.DIVERGED`); a checkpoint that cannot be
+    written mid-run, ``SystemExit(1)``.  (Each is a :class:`collectives.cli.AgreedExit`.)
     """
     args = parser().parse_args(argv)
     world = MPI.COMM_WORLD if comm is None else comm
@@ -211,19 +147,20 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
     try:
         if args.threads is not None:
             threads.configure(args.threads)
-        source, sizes = _validate(args, world)
+        source, sizes = options.validate(args, world)
     except (ValueError, OSError) as e:
         error = str(e)
-    _agree_or_exit(world, error)
+    cli.agree_or_exit(world, error, PROG)
+    _prepare_outputs(args, world)
     if args.bind:
         import numa
 
+        error = None
         try:
             numa.bind(args.bind, world, args.threads)
-        except ValueError as e:  # the same on every rank (numa.bind agrees first)
-            if world.Get_rank() == 0:
-                print(f"training.sync_sgd: {e}", file=sys.stderr, flush=True)
-            raise SystemExit(2) from None
+        except ValueError as e:
+            error = str(e)
+        cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
     model = MLP(sizes, args.act, seed=args.seed)
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
@@ -232,21 +169,8 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
     bucket_views = [model.grads[lo:hi] for lo, hi in buckets.ranges]
     steps = sampler.steps_per_epoch
     warmup = int(round(args.warmup_epochs * steps))
-    config = {k: v for k, v in vars(args).items() if k not in ("json", "metrics", "quiet", "resume")}
-    config["ranks"] = p
-    start_epoch = start_step = 0
-    error = None
-    if args.resume:
-        try:
-            ck = checkpoint.load(args.checkpoint, size=model.params.size, momentum=args.momentum > 0)
-        except checkpoint.CheckpointError as e:
-            error = str(e)
-        else:
-            model.params[...] = ck["params"]
-            if opt.buffer is not None:
-                opt.buffer[...] = ck["momentum"]
-            start_epoch, start_step = ck["epoch"], ck["step_in_epoch"]
-    _agree_or_exit(world, error)
+    config = resume.describe(args, source, sizes, p)
+    start_epoch, start_step = _resume(args, world, config, model, opt, steps) if args.resume else (0, 0)
     if rank == 0 and not args.quiet:
         print(f"# sync_sgd: P={p}, data {source.name} ({source.n_train} train, {source.n_test} test), "
               f"MLP {sizes} {args.act}, global batch {args.batch} ({sampler.per_rank}/rank), "
@@ -255,6 +179,7 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
     rows: list[dict] = []
     epochs_out = []
     global_step = start_epoch * steps + start_step
+    saved_step = global_step if args.resume else None  # the step the checkpoint file holds
     scale = 1.0 / args.batch
     run_start = time.perf_counter()
     totals = np.zeros(3)
@@ -300,16 +225,21 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
                     raise RuntimeError(f"step {global_step}: parameters differ across ranks: {sums}")
             rows.append({"step": global_step, "epoch": epoch, "loss": loss, "lr": lr,
                          "compute_s": compute[s], "comm_s": comm_t[s]})
-            if args.checkpoint and args.checkpoint_every and global_step % args.checkpoint_every == 0:
+            if not divergence.finite(model.params):  # the same on every rank: no message needed to agree
+                _diverged(args, world, "the parameters hold NaN or inf after the update", global_step, epoch,
+                          saved_step, rows, config)
+            if args.checkpoint_every and global_step % args.checkpoint_every == 0:
                 done = first + s + 1
-                checkpoint.save(args.checkpoint, world, params=model.params, momentum=opt.buffer,
-                                step=global_step, epoch=epoch + (done == steps), step_in_epoch=done % steps,
-                                seed=args.seed, config=config)
+                saved_step = _save(args, world, model, opt, config, global_step, epoch + (done == steps),
+                                   done % steps)
         wall = time.perf_counter() - t_epoch
         split = _time_split(world, compute, comm_t)
         totals += split
         trained += n_steps * args.batch
         loss_mean = world.allreduce(loss_sum) / max(n_steps * args.batch, 1)
+        if not math.isfinite(loss_mean):
+            _diverged(args, world, "the epoch's mean loss is NaN or inf", global_step, epoch, saved_step, rows,
+                      config)
         acc = _accuracy(model, source, world)
         busy = max(sum(split), 1e-12)
         hidden = 0.0
@@ -326,9 +256,8 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
                   f"{rec['samples_per_s']:>9.0f} samples/s  compute {rec['compute']:4.0%}  "
                   f"comm {rec['communication']:4.0%}  wait {rec['waiting']:4.0%}"
                   + (f"  hidden {hidden:4.0%}" if args.overlap else ""), flush=True)
-    if args.checkpoint and not args.checkpoint_every:
-        checkpoint.save(args.checkpoint, world, params=model.params, momentum=opt.buffer, step=global_step,
-                        epoch=args.epochs, step_in_epoch=0, seed=args.seed, config=config)
+    if args.checkpoint and saved_step != global_step:  # the final state, whatever --checkpoint-every
+        _save(args, world, model, opt, config, global_step, args.epochs, 0)
     total_wall = world.allreduce(time.perf_counter() - run_start, op=MPI.MAX)
     busy = max(totals.sum(), 1e-12)
     summary = {
@@ -357,6 +286,48 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
     return summary, model
 
 
+def _prepare_outputs(args, comm) -> None:
+    """Check every output before training (removing a torn checkpoint temporary file); exit 2 if one fails."""
+    cli.check_outputs(comm, {"--json": args.json, "--metrics": args.metrics}, PROG)
+    why = checkpoint.prepare(args.checkpoint) if args.checkpoint and comm.Get_rank() == 0 else None
+    cli.agree_or_exit(comm, why and f"--checkpoint {why}", PROG)
+
+
+def _resume(args, comm, config: dict, model: MLP, opt: SGD, steps: int) -> tuple[int, int]:
+    """Load ``--checkpoint`` if it continues this run (exit 2 on every rank if not); rank 0 warns of the rest."""
+    error, epoch, step_in_epoch, warnings = None, 0, 0, []
+    try:
+        epoch, step_in_epoch, warnings = resume.restore(args.checkpoint, config, model, opt, steps)
+    except checkpoint.CheckpointError as e:
+        error = str(e)
+    cli.agree_or_exit(comm, error, PROG)
+    if comm.Get_rank() == 0:
+        for warning in warnings:
+            print(f"{PROG}: warning: resuming {args.checkpoint}: {warning}", file=sys.stderr, flush=True)
+    return epoch, step_in_epoch
+
+
+def _save(args, comm, model: MLP, opt: SGD, config: dict, step: int, epoch: int, step_in_epoch: int) -> int:
+    """Write the checkpoint of ``step`` and return ``step``; a failed write stops every rank with exit 1."""
+    error = None
+    try:
+        checkpoint.save(args.checkpoint, comm, params=model.params, momentum=opt.buffer, step=step, epoch=epoch,
+                        step_in_epoch=step_in_epoch, seed=args.seed, config=config)
+    except checkpoint.CheckpointError as e:
+        error = str(e)
+    cli.agree_or_exit(comm, error, PROG, code=1)
+    return step
+
+
+def _diverged(args, comm, what: str, step: int, epoch: int, saved_step: int | None, rows: list[dict],
+              config: dict) -> None:
+    """Stop every rank with :data:`~training.divergence.DIVERGED`; the per-step metrics so far are written."""
+    if comm.Get_rank() == 0 and args.metrics:
+        _write_metrics(args.metrics, rows, config)
+    cli.agree_or_exit(comm, divergence.message(what, step, epoch + 1, args.lr, args.checkpoint, saved_step), PROG,
+                      code=divergence.DIVERGED)
+
+
 def _write_metrics(path: str, rows: list[dict], config: dict) -> None:
     import h5py
 
@@ -367,4 +338,4 @@ def _write_metrics(path: str, rows: list[dict], config: dict) -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)
