@@ -41,10 +41,12 @@ __all__ = [
     "run_main",
     "parse_size",
     "size_arg",
+    "size_list",
     "positive_int",
     "nonnegative_int",
     "positive_float",
     "nonnegative_float",
+    "positive_seconds",
     "int_list",
 ]
 
@@ -180,6 +182,14 @@ def size_arg(text: str) -> int:
     return value
 
 
+def size_list(text: str) -> list[int]:
+    """An argparse type: comma-separated sizes in bytes, each at least 1 (``"64K,1M"``)."""
+    values = [size_arg(v) for v in text.split(",") if v.strip()]
+    if not values:
+        raise argparse.ArgumentTypeError(f"expected comma-separated sizes in bytes such as 64K,1M, got {text!r}")
+    return values
+
+
 def _number(kind, text: str, low, inclusive: bool, what: str):
     try:
         value = kind(text)
@@ -210,6 +220,11 @@ def positive_float(text: str) -> float:
 def nonnegative_float(text: str) -> float:
     """An argparse type: a finite number of at least 0."""
     return _number(float, text, 0.0, True, "a finite number >= 0")
+
+
+def positive_seconds(text: str) -> float:
+    """An argparse type: a finite number of seconds greater than 0."""
+    return _number(float, text, 0.0, False, "a finite number of seconds > 0")
 
 
 def int_list(text: str) -> list[int]:
