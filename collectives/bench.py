@@ -26,13 +26,12 @@ import json
 import os
 import platform
 import socket
-import sys
 import time
 
 import numpy as np
 from mpi4py import MPI
 
-from . import api
+from . import api, cli
 from ._buffers import at_page_offset
 from ._comm import library_comm
 from .passes import drain, share, visits
@@ -55,23 +54,8 @@ def bus_factor(collective: str, p: int) -> float:
     return 1.0
 
 
-def parse_size(text: str) -> int:
-    """``"64M"`` -> 67108864; accepts K, M, G suffixes (powers of 1024)."""
-    text = text.strip().upper().rstrip("B")
-    scale = {"K": 1 << 10, "M": 1 << 20, "G": 1 << 30}.get(text[-1:], 1)
-    return int(float(text[:-1] if scale > 1 else text) * scale)
-
-
-def positive_int(text: str) -> int:
-    """An argparse type: an integer of at least 1."""
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
-
-
 def format_size(n: int) -> str:
-    """67108864 -> ``"64M"``: the inverse of :func:`parse_size` for whole units."""
+    """67108864 -> ``"64M"``: the inverse of :func:`collectives.cli.parse_size` for whole units."""
     for unit, scale in (("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)):
         if n >= scale:
             return f"{n // scale}{unit}"
@@ -79,7 +63,15 @@ def format_size(n: int) -> str:
 
 
 def sizes(lo: int, hi: int) -> list[int]:
-    """Doubling sizes from ``lo`` to ``hi`` bytes inclusive."""
+    """Doubling sizes from ``lo`` to ``hi`` bytes inclusive.
+
+    Raises
+    ------
+    ValueError
+        If ``lo`` is below 1 byte (doubling 0 never reaches ``hi``).
+    """
+    if lo < 1:
+        raise ValueError(f"the first size must be at least 1 byte, got {lo}")
     out, s = [], lo
     while s <= hi:
         out.append(s)
@@ -147,6 +139,22 @@ def _repeats(nbytes: int, budget: float) -> int:
     return int(min(200, max(11, budget * 1e9 / max(nbytes, 1))))
 
 
+def algorithms(collective: str, names: str) -> list[str]:
+    """The algorithms ``--algorithms`` names (all of ``collective``'s when empty), with ``mpi`` added.
+
+    Raises
+    ------
+    ValueError
+        If a name is not an algorithm of ``collective``.
+    """
+    algs = [a for a in names.split(",") if a] or list(ALGORITHMS[collective])
+    unknown = [a for a in algs if a not in ALGORITHMS[collective]]
+    if unknown:
+        raise ValueError(f"unknown {collective} algorithm(s) {', '.join(unknown)}; "
+                         f"have {', '.join(ALGORITHMS[collective])}")
+    return algs + ["mpi"] * ("mpi" not in algs)
+
+
 def run(args, comm: MPI.Comm) -> list[dict]:
     """Sweep and return one record per (size, algorithm): :func:`sweep` to the end."""
     return drain(sweep(args, comm))
@@ -162,12 +170,7 @@ def sweep(args, comm: MPI.Comm):
     """
     p, rank = comm.Get_size(), comm.Get_rank()
     dtype = np.dtype(args.dtype)
-    algs = [a for a in args.algorithms.split(",")] if args.algorithms else list(ALGORITHMS[args.collective])
-    if "mpi" not in algs:
-        algs.append("mpi")
-    for a in algs:
-        if a not in ALGORITHMS[args.collective]:
-            raise SystemExit(f"unknown {args.collective} algorithm {a!r}; have {ALGORITHMS[args.collective]}")
+    algs = algorithms(args.collective, args.algorithms)
     call = _RUN[args.collective]
     plan = sizes(args.min_bytes, args.max_bytes)
     if not plan:
@@ -249,20 +252,28 @@ def write_hdf5(path: str, env: dict, records: list[dict]) -> None:
             f[key] = np.array(col, dtype=h5py.string_dtype()) if isinstance(col[0], str) else np.array(col)
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m collectives.bench",
+PROG = "python -m collectives.bench"
+
+
+def parser() -> cli.ArgumentParser:
+    """The command line's options, each checked by its type (see :mod:`collectives.cli`)."""
+    ap = cli.ArgumentParser(
+        prog=PROG,
         description="OSU-style sweep of our collectives against the MPI library's own.",
     )
     ap.add_argument("--collective", default="allreduce", choices=sorted(ALGORITHMS))
     ap.add_argument("--algorithms", default="", help="comma-separated names (default: all); 'mpi' is always added")
-    ap.add_argument("--min-bytes", type=parse_size, default=4, help="smallest size, e.g. 4, 1K (default 4)")
-    ap.add_argument("--max-bytes", type=parse_size, default=64 << 20, help="largest size, e.g. 64M (default)")
+    ap.add_argument("--min-bytes", type=cli.size_arg, metavar="BYTES", default=4,
+                    help="smallest size, e.g. 4, 1K (default 4)")
+    ap.add_argument("--max-bytes", type=cli.size_arg, metavar="BYTES", default=64 << 20,
+                    help="largest size, e.g. 64M (default)")
     ap.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64", "int32", "int64"])
-    ap.add_argument("--warmup", type=int, default=3, help="untimed calls per algorithm and size")
-    ap.add_argument("--repeats", type=int, default=0, help="timed calls per algorithm and size (default: scaled with size)")
-    ap.add_argument("--budget", type=float, default=0.2, help="seconds of traffic per size that sets the default repeats")
-    ap.add_argument("--passes", type=positive_int, default=1,
+    ap.add_argument("--warmup", type=cli.nonnegative_int, default=3, help="untimed calls per algorithm and size")
+    ap.add_argument("--repeats", type=cli.positive_int,
+                    help="timed calls per algorithm and size (default: scaled with size, see --budget)")
+    ap.add_argument("--budget", type=cli.positive_seconds, metavar="SECONDS", default=0.2,
+                    help="seconds of traffic per size at 1 GB/s, which sets the default repeats (default 0.2)")
+    ap.add_argument("--passes", type=cli.positive_int, default=1,
                     help="split each size's repeats over this many passes through the sizes (default 1)")
     ap.add_argument("--json", metavar="PATH", help="write header and records as JSON")
     ap.add_argument("--output", metavar="PATH.h5", help="write records to HDF5")
@@ -270,9 +281,28 @@ def parser() -> argparse.ArgumentParser:
     return ap
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and cross-check the options: :class:`collectives.cli.AgreedExit` (2) on every rank if bad.
+
+    Every rank parses the same command line, so all of them stop here alike,
+    before any message is sent.
+    """
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.max_bytes < args.min_bytes:
+        ap.error(f"--max-bytes ({args.max_bytes} bytes) is below --min-bytes ({args.min_bytes} bytes)")
+    try:
+        algorithms(args.collective, args.algorithms)
+    except ValueError as e:
+        ap.error(f"--algorithms: {e}")
+    return args
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    """Run the sweep; options as :func:`parser` describes.  Bad input: an agreed exit 2."""
+    args = parse_args(argv)
     comm = MPI.COMM_WORLD
+    cli.check_outputs(comm, {"--json": args.json, "--output": args.output}, PROG)
     library_comm(comm)  # sets threads per rank, so the header reports what runs
     env = environment(comm)
     if comm.Get_rank() == 0:
@@ -291,4 +321,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)

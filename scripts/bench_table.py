@@ -6,7 +6,7 @@
 import argparse
 import json
 
-from collectives.bench import parse_size
+from collectives.cli import size_list
 
 
 def table(doc: dict, sizes: list[int]) -> str:
@@ -26,11 +26,12 @@ def table(doc: dict, sizes: list[int]) -> str:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
-    ap.add_argument("--sizes", default="4,1K,64K,1M,2M,4M,8M,16M,32M,64M")
+    ap.add_argument("--sizes", type=size_list, default="4,1K,64K,1M,2M,4M,8M,16M,32M,64M",
+                    help="rows: comma-separated sizes in bytes")
     args = ap.parse_args()
     with open(args.json) as f:
         doc = json.load(f)
-    print(table(doc, [parse_size(s) for s in args.sizes.split(",")]))
+    print(table(doc, args.sizes))
 
 
 if __name__ == "__main__":

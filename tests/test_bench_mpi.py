@@ -59,15 +59,26 @@ def test_passes_split_the_repeats_and_keep_one_record_per_size(tmp_path_factory)
 def test_passes_below_one_are_refused(bad, capsys):
     with pytest.raises(SystemExit):
         bench.parser().parse_args(["--passes", bad])
-    assert "must be at least 1" in capsys.readouterr().err
+    assert ("expected an integer >= 1" in capsys.readouterr().err) == (world().Get_rank() == 0)  # one message
 
 
-def test_size_parsing():
-    assert bench.parse_size("64M") == 64 << 20
-    assert bench.parse_size("4") == 4
-    assert bench.parse_size("1KB") == 1024
+def test_sizes_and_bus_factor():
     assert bench.sizes(4, 64) == [4, 8, 16, 32, 64]
+    assert bench.sizes(1, 1) == [1] and bench.sizes(8, 4) == []
     assert bench.bus_factor("allreduce", 4) == 1.5
+
+
+@pytest.mark.parametrize("option,name", [("--json", "b.json"), ("--output", "b.h5")])
+def test_an_unwritable_output_stops_every_rank_before_the_sweep(option, name, tmp_path_factory, capsys):
+    comm = world()
+    path = comm.bcast(str(tmp_path_factory.mktemp("out")) if comm.Get_rank() == 0 else None)
+    with pytest.raises(SystemExit) as e:
+        bench.main(["--max-bytes", "64", "--repeats", "2", option, f"{path}/missing/{name}"])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # not even the header: nothing was measured
+    if comm.Get_rank() == 0:
+        assert f"{option} cannot write {path}/missing/{name}" in err
 
 
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
