@@ -9,11 +9,19 @@ from .bench import format_size
 from .profile import Profile
 
 
-def _pyplot():
+def missing() -> str | None:
+    """Why ``--plot`` cannot draw here (matplotlib is not installed), or None: checked before the work."""
     try:
-        import matplotlib
+        import matplotlib  # noqa: F401
     except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'mpi-train-kit[plots]'") from None
+        return "--plot needs matplotlib: pip install 'mpi-train-kit[plots]'"
+    return None
+
+
+def pyplot():
+    """``matplotlib.pyplot`` drawing to files (the Agg backend); see :func:`missing`."""
+    import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
@@ -22,7 +30,7 @@ def _pyplot():
 
 def fits(prof: Profile, raw: dict | None, path: str) -> None:
     """Measured medians (points) and fitted piecewise lines, log-log, one panel per cost."""
-    plt = _pyplot()
+    plt = pyplot()
     panels = [("intra-node ping-pong", "pingpong_intra", prof.intra),
               ("intra-node exchange", "exchange_intra", prof.intra_exchange),
               ("inter-node ping-pong", "pingpong_inter", prof.inter),
@@ -56,7 +64,7 @@ def fits(prof: Profile, raw: dict | None, path: str) -> None:
 
 def winners(recs: list[dict], family: str, path: str) -> None:
     """Which algorithm the model predicts fastest at each (bytes, P), one panel per ranks-per-node."""
-    plt = _pyplot()
+    plt = pyplot()
     from matplotlib.colors import ListedColormap
 
     algs = cost_model.predictable(family)

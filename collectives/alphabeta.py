@@ -58,16 +58,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
-import sys
 import time
 
 import numpy as np
 from mpi4py import MPI
 
-from . import auto, cost_model
+from . import auto, cli, cost_model
 from ._buffers import at_page_offset
 from ._comm import library_comm, ranks_per_node
-from .bench import environment, format_size, parse_size, positive_int, sizes
+from .bench import environment, format_size, sizes
 from .hockney import Piecewise, fit
 from .passes import drain, interleave, share, visits
 from .profile import Profile, default_path, load
@@ -614,7 +613,7 @@ def _bench_args(args, algorithms: str = ""):
     """``collectives.bench`` arguments of ``--predict``'s sweep (``algorithms``: default all)."""
     from . import bench
 
-    return bench.parser().parse_args(
+    return bench.parse_args(
         ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
          "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget),
          "--passes", str(args.passes), "--algorithms", algorithms]
@@ -722,47 +721,82 @@ def describe_simulation(recs: list[dict], family: str) -> str:
 # ------------------------------------------------------------------ CLI
 
 
-def parser() -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(
-        prog="python -m collectives.alphabeta",
-        description="Measure alpha, beta, gamma; fit Hockney; predict and simulate collectives.",
-    )
-    ap.add_argument("--max-bytes", type=parse_size, default=64 << 20, help="largest ping-pong size (default 64M)")
-    ap.add_argument("--budget", type=float, default=0.25, help="seconds of timing per size (default 0.25)")
-    ap.add_argument("--passes", type=positive_int, default=5,
+PROG = "python -m collectives.alphabeta"
+
+
+def parser() -> cli.ArgumentParser:
+    """The command line's options, each checked by its type (see :mod:`collectives.cli`)."""
+    ap = cli.ArgumentParser(prog=PROG,
+                            description="Measure alpha, beta, gamma; fit Hockney; predict and simulate collectives.")
+    ap.add_argument("--max-bytes", type=cli.size_arg, metavar="BYTES", default=64 << 20,
+                    help="largest ping-pong size (default 64M)")
+    ap.add_argument("--budget", type=cli.positive_seconds, metavar="SECONDS", default=0.25,
+                    help="seconds of timing per size (default 0.25)")
+    ap.add_argument("--passes", type=cli.positive_int, default=5,
                     help="spread each size's samples over this many passes through the sizes (default 5)")
-    ap.add_argument("--max-segments", type=int, default=4, help="most regimes in a piecewise fit")
+    ap.add_argument("--max-segments", type=cli.positive_int, default=4, help="most regimes in a piecewise fit")
     ap.add_argument("--no-pairs", dest="pairs", action="store_false", help="skip the pairwise matrix (P > 2)")
-    ap.add_argument("--max-pairs", type=int, default=64, help="measure at most this many pairs (sampled)")
+    ap.add_argument("--max-pairs", type=cli.positive_int, default=64, help="measure at most this many pairs (sampled)")
     ap.add_argument("--profile", metavar="PATH", help="use this profile instead of measuring")
     ap.add_argument("--json", metavar="PATH", help="write the profile (and predictions, simulation) as JSON")
     ap.add_argument("--save", action="store_true", help=f"write the profile to the default path ({default_path()})")
-    ap.add_argument("--output", metavar="PATH.h5", help="write the raw timings to HDF5")
-    ap.add_argument("--plot", metavar="PATH.png", help="PNG of measured points and fitted lines (or winners with --simulate)")
+    ap.add_argument("--output", metavar="PATH.h5", help="write the raw timings to HDF5 (not with --profile)")
+    ap.add_argument("--plot", metavar="PATH.png",
+                    help="PNG of measured points and fitted lines (or winners with --simulate)")
     ap.add_argument("--predict", action="store_true", help="bench every algorithm and compare with the model")
-    ap.add_argument("--collective", default="allreduce", choices=["allreduce", "allgather", "reduce_scatter", "broadcast"])
-    ap.add_argument("--min-bytes", type=parse_size, default=4, help="smallest --predict size (default 4)")
-    ap.add_argument("--predict-max-bytes", type=parse_size, default=64 << 20, help="largest --predict size")
-    ap.add_argument("--bench-budget", type=float, default=1.0, help="bench --budget in --predict (default 1.0)")
+    ap.add_argument("--collective", default="allreduce", choices=list(FAMILIES))
+    ap.add_argument("--min-bytes", type=cli.size_arg, metavar="BYTES", default=4,
+                    help="smallest --predict size (default 4)")
+    ap.add_argument("--predict-max-bytes", type=cli.size_arg, metavar="BYTES", default=64 << 20,
+                    help="largest --predict size (default 64M)")
+    ap.add_argument("--bench-budget", type=cli.positive_seconds, metavar="SECONDS", default=1.0,
+                    help="bench --budget in --predict, seconds (default 1.0)")
     ap.add_argument("--simulate", action="store_true", help="predict at large P from the profile (no measuring needed)")
-    ap.add_argument("--sim-ranks", default="2,4,8,16,32,64,128,256,512,1024,2048,4096", help="P values for --simulate")
-    ap.add_argument("--ranks-per-node", default="1,16", help="ranks per node for --simulate (comma-separated)")
-    ap.add_argument("--sim-max-bytes", type=parse_size, default=1 << 30, help="largest --simulate size")
+    ap.add_argument("--sim-ranks", type=cli.int_list, default="2,4,8,16,32,64,128,256,512,1024,2048,4096",
+                    help="P values for --simulate (comma-separated ranks)")
+    ap.add_argument("--ranks-per-node", type=cli.int_list, default="1,16",
+                    help="ranks per node for --simulate (comma-separated)")
+    ap.add_argument("--sim-max-bytes", type=cli.size_arg, metavar="BYTES", default=1 << 30,
+                    help="largest --simulate size (from 4 bytes; default 1G)")
     return ap
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and cross-check the options: :class:`collectives.cli.AgreedExit` (2) on every rank if bad."""
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.predict_max_bytes < args.min_bytes:
+        ap.error(f"--predict-max-bytes ({args.predict_max_bytes} bytes) is below --min-bytes ({args.min_bytes} bytes)")
+    if args.sim_max_bytes < 4:
+        ap.error(f"--sim-max-bytes ({args.sim_max_bytes} bytes) is below the simulation's first size (4 bytes)")
+    if args.output and args.profile:
+        ap.error("--output writes the raw timings of a measurement: there are none with --profile")
+    return args
+
+
+def _check_outputs(comm: MPI.Comm, args) -> None:
+    """Every output writable (``--save``'s directory created) and matplotlib there for ``--plot``, before the work."""
+    from . import _plots
+
+    cli.check_outputs(comm, {"--json": args.json, "--output": args.output, "--plot": args.plot}, PROG)
+    cli.check_outputs(comm, {"--save": default_path() if args.save else None}, PROG, parents=True)
+    cli.agree_or_exit(comm, _plots.missing() if args.plot and comm.Get_rank() == 0 else None, PROG)
+
+
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
+    """Measure (or load) a profile, then predict and simulate; bad input: an agreed exit 2."""
+    args = parse_args(argv)
     comm = MPI.COMM_WORLD
     rank = comm.Get_rank()
+    _check_outputs(comm, args)
     result: dict = {}
     if args.profile:
+        error = None
         try:
             prof = load(args.profile)
         except (OSError, ValueError) as e:
-            if rank == 0:
-                print(f"alphabeta: {e}", file=sys.stderr)
-            return 2
+            error = str(e)
+        cli.agree_or_exit(comm, error, PROG)
         raw = None
         measured = None
     else:
@@ -782,9 +816,7 @@ def main(argv=None) -> int:
         if rank == 0:
             print(describe_predictions(recs), flush=True)
     if args.simulate and rank == 0:
-        ps = [int(x) for x in args.sim_ranks.split(",")]
-        rpns = [int(x) for x in args.ranks_per_node.split(",")]
-        sim = simulate(prof, args.collective, ps, rpns, sizes(4, args.sim_max_bytes))
+        sim = simulate(prof, args.collective, args.sim_ranks, args.ranks_per_node, sizes(4, args.sim_max_bytes))
         result["simulation"] = sim
         print(describe_simulation(sim, args.collective), flush=True)
     if rank == 0:
@@ -794,7 +826,7 @@ def main(argv=None) -> int:
         if args.save:
             prof.save(default_path())
             print(f"# profile saved to {default_path()}")
-        if args.output and raw is not None:
+        if args.output:
             write_hdf5(args.output, prof, raw)
         if args.plot:
             from . import _plots
@@ -808,4 +840,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)

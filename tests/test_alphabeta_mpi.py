@@ -199,7 +199,52 @@ def test_simulate_needs_only_a_profile(tmp_path_factory):
 
 
 def test_missing_profile_is_a_clear_error(tmp_path_factory, capsys):
-    assert alphabeta.main(["--profile", "/nonexistent/profile.json"]) == 2
+    with pytest.raises(SystemExit) as e:
+        alphabeta.main(["--profile", "/nonexistent/profile.json"])
+    assert e.value.code == 2
+    assert ("/nonexistent/profile.json" in capsys.readouterr().err) == (world().Get_rank() == 0)
+
+
+def test_a_profile_one_rank_cannot_read_stops_every_rank(tmp_path_factory, capsys):
+    """Each rank reads the profile itself (on a cluster, maybe from its own disk): all must agree to stop."""
+    comm = world()
+    d = _shared_dir(tmp_path_factory)
+    good, bad = f"{d}/good.json", f"{d}/bad.json"
+    if comm.Get_rank() == 0:
+        Profile.hockney(2e-6, 1e-10).save(good)
+        with open(bad, "w") as f:
+            json.dump([1, 2], f)
+    comm.Barrier()
+    with pytest.raises(SystemExit) as e:
+        alphabeta.main(["--profile", bad if comm.Get_rank() == comm.Get_size() - 1 else good, "--simulate"])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""
+    if comm.Get_rank() == 0:
+        assert f"{bad} is not a profile: expected a JSON object, got a list" in err
+
+
+@pytest.mark.parametrize("option", ["--json", "--output", "--plot", "--save"])
+def test_an_unwritable_output_stops_every_rank_before_measuring(option, tmp_path_factory, capsys, monkeypatch):
+    comm = world()
+    d = _shared_dir(tmp_path_factory)
+    blocker = f"{d}/file"  # a file where a directory should be
+    if comm.Get_rank() == 0:
+        open(blocker, "w").close()
+    comm.Barrier()
+    argv = ["--max-bytes", "1K", "--budget", "0.001", "--passes", "1"]
+    if option == "--save":
+        monkeypatch.setenv("XDG_CACHE_HOME", blocker)  # the default path lies under it
+        argv.append(option)
+    else:
+        argv += [option, f"{blocker}/out"]
+    with pytest.raises(SystemExit) as e:
+        alphabeta.main(argv)
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == ""  # nothing measured, nothing printed
+    if comm.Get_rank() == 0:
+        assert f"{option} cannot write {blocker}/" in err
 
 
 @pytest.mark.parametrize("nbytes", [4, 4096, 1 << 20])
