@@ -22,14 +22,14 @@ import argparse
 import json
 import os
 import platform
-import sys
 import time
 
 import numpy as np
+from mpi4py import MPI
 from numba import njit, prange
 
-from collectives import threads
-from collectives.bench import format_size, parse_size
+from collectives import _plots, cli, threads
+from collectives.bench import format_size
 
 __all__ = ["triad_kernel", "stream_triad", "gemm_peak", "fma_peak", "run_cases", "main"]
 
@@ -86,7 +86,7 @@ def last_level_cache() -> int:
         for d in os.listdir(base):
             try:
                 with open(os.path.join(base, d, "size")) as f:
-                    best = max(best, parse_size(f.read().strip()))
+                    best = max(best, cli.parse_size(f.read().strip()))
             except (OSError, ValueError):
                 continue
     except OSError:
@@ -166,13 +166,7 @@ def _table(records) -> str:
 
 
 def _plot(path: str, roof: dict, records: list[dict]) -> None:
-    try:
-        import matplotlib
-    except ImportError:
-        raise SystemExit("--plot needs matplotlib: pip install 'mpi-train-kit[plots]'") from None
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = _plots.pyplot()
     bw, peak = roof["triad"]["GBps"], max(roof["gemm"]["GFLOPs"], roof["fma"]["GFLOPs"])
     ai = np.geomspace(0.01, 1000, 400)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -190,49 +184,72 @@ def _plot(path: str, roof: dict, records: list[dict]) -> None:
     fig.savefig(path, dpi=120)
 
 
-def parser() -> argparse.ArgumentParser:
+PROG = "python -m training.roofline"
+
+
+def _kernel_list(text: str) -> list[str]:
+    """An argparse type: comma-separated names of :data:`training.roofline_cases.CASES`."""
     from .roofline_cases import CASES
 
-    ap = argparse.ArgumentParser(prog="python -m training.roofline", description=__doc__.split("\n\n")[0],
-                                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--threads", type=int, help="Numba and BLAS threads (default: the cores this process may use)")
-    ap.add_argument("--kernels", default=",".join(CASES), help="comma-separated cases (default: all)")
-    ap.add_argument("--sizes", default="64K,1M,8M,64M", help="main-array sizes (default 64K,1M,8M,64M)")
-    ap.add_argument("--triad-bytes", type=parse_size, help="triad array size (default 4x the last-level cache)")
-    ap.add_argument("--gemm-n", type=int, default=2048, help="GEMM order for the peak (default 2048)")
-    ap.add_argument("--budget", type=float, default=0.3, help="seconds of timing per measurement")
-    ap.add_argument("--scaling", metavar="LIST", help="thread counts, e.g. 1,2,4,8,16: triad and kernels at each")
+    names = [k for k in text.split(",") if k]
+    if not names or any(k not in CASES for k in names):
+        raise argparse.ArgumentTypeError(f"unknown kernel(s) in {text!r}; have {', '.join(CASES)}")
+    return names
+
+
+def parser() -> cli.ArgumentParser:
+    """The command line's options, each checked by its type (see :mod:`collectives.cli`)."""
+    from .roofline_cases import CASES
+
+    ap = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+    counts = ap.add_mutually_exclusive_group()
+    counts.add_argument("--threads", type=cli.positive_int,
+                        help="Numba and BLAS threads (default: the cores this process may use)")
+    counts.add_argument("--scaling", metavar="LIST", type=cli.int_list,
+                        help="thread counts, e.g. 1,2,4,8,16: triad and kernels at each")
+    ap.add_argument("--kernels", type=_kernel_list, default=",".join(CASES),
+                    help="comma-separated cases (default: all)")
+    ap.add_argument("--sizes", type=cli.size_list, default="64K,1M,8M,64M",
+                    help="main-array sizes in bytes (default 64K,1M,8M,64M)")
+    ap.add_argument("--triad-bytes", type=cli.size_arg, metavar="BYTES",
+                    help="triad array size in bytes, at least 8 (default 4x the last-level cache)")
+    ap.add_argument("--gemm-n", type=cli.positive_int, default=2048, help="GEMM order for the peak (default 2048)")
+    ap.add_argument("--budget", type=cli.positive_seconds, metavar="SECONDS", default=0.3,
+                    help="seconds of timing per measurement (default 0.3)")
     ap.add_argument("--json", metavar="PATH", help="write everything as JSON")
     ap.add_argument("--plot", metavar="PATH.png", help="roofline chart (needs matplotlib)")
     return ap
 
 
+def parse_args(argv=None) -> argparse.Namespace:
+    """Parse and cross-check the options: :class:`collectives.cli.AgreedExit` (2) if bad."""
+    ap = parser()
+    args = ap.parse_args(argv)
+    if args.triad_bytes is not None and args.triad_bytes < 8:
+        ap.error(f"--triad-bytes ({args.triad_bytes} bytes) holds no float64 element: at least 8 bytes")
+    return args
+
+
 def measure(args, n_threads: int | None) -> dict:
+    """The roof (triad, GEMM, FMA) and every case of ``args`` at ``n_threads`` threads."""
     threads.configure(n_threads)
-    names = [k for k in args.kernels.split(",") if k]
-    sizes = [parse_size(s) for s in args.sizes.split(",") if s]
     triad = stream_triad(args.triad_bytes, args.budget * 3)
     gemm = gemm_peak(args.gemm_n, args.budget * 3)
     fma = fma_peak(args.budget)
     peak = max(gemm["GFLOPs"], fma["GFLOPs"])
     return {"env": environment(), "triad": triad, "gemm": gemm, "fma": fma,
-            "kernels": run_cases(names, sizes, triad["GBps"], peak, args.budget)}
+            "kernels": run_cases(args.kernels, args.sizes, triad["GBps"], peak, args.budget)}
 
 
 def main(argv=None) -> int:
-    args = parser().parse_args(argv)
-    from .roofline_cases import CASES
-
-    unknown = [k for k in args.kernels.split(",") if k and k not in CASES]
-    if unknown:
-        print(f"unknown kernel(s) {unknown}; have {list(CASES)}", file=sys.stderr)
-        return 2
-    counts = [int(t) for t in args.scaling.split(",")] if args.scaling else [args.threads]
-    if any(c is not None and c < 1 for c in counts):
-        print("thread counts must be >= 1", file=sys.stderr)
-        return 2
+    """Measure and print the roofline; bad options or outputs: exit 2 before any measuring."""
+    args = parse_args(argv)
+    # one process, its own outputs: COMM_SELF (under mpiexec each rank would be a roofline of its own)
+    cli.check_outputs(MPI.COMM_SELF, {"--json": args.json, "--plot": args.plot}, PROG)
+    cli.agree_or_exit(MPI.COMM_SELF, _plots.missing() if args.plot else None, PROG)
     runs = []
-    for count in counts:
+    for count in args.scaling or [args.threads]:
         roof = measure(args, count)
         runs.append(roof)
         env = roof["env"]
@@ -268,4 +285,4 @@ def scaling_table(runs: list[dict]) -> str:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)
