@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 from dataclasses import dataclass, field
 
@@ -132,11 +133,34 @@ class Profile:
             "meta": self.meta,
         }
 
+    def costs(self) -> dict[str, float]:
+        """Every cost by name (``"intra.segments[0].alpha"``): seconds, or seconds per byte."""
+        out = {"call_overhead": self.call_overhead, "round_overhead": self.round_overhead,
+               **{f"call_overheads[{k!r}]": v for k, v in self.call_overheads.items()}}
+        for name in ("intra", "inter", "intra_exchange", "inter_exchange", "reduce", "reduce_alone",
+                     "reduce_sent", "copy"):
+            pw = getattr(self, name)
+            for i, s in enumerate(pw.segments if pw is not None else ()):
+                out[f"{name}.segments[{i}].alpha"] = s.alpha
+                out[f"{name}.segments[{i}].beta"] = s.beta
+            for n, b in pw.per_byte if pw is not None else ():
+                out[f"{name}.per_byte[{n:g}]"] = b
+        return out
+
     @classmethod
     def from_dict(cls, d: dict) -> "Profile":
+        """The inverse of :meth:`to_dict`.
+
+        Raises
+        ------
+        ValueError
+            If ``d`` is not a dict of this version, or a cost is NaN, infinite or negative.
+        """
+        if not isinstance(d, dict):
+            raise ValueError(f"expected a JSON object, got a {type(d).__name__}")
         if d.get("version") != VERSION:
             raise ValueError(f"profile version {d.get('version')!r}, expected {VERSION}")
-        return cls(
+        prof = cls(
             intra=Piecewise.from_dict(d["intra"]),
             inter=None if d.get("inter") is None else Piecewise.from_dict(d["inter"]),
             intra_exchange=None if d.get("intra_exchange") is None else Piecewise.from_dict(d["intra_exchange"]),
@@ -152,6 +176,11 @@ class Profile:
             call_overheads={str(k): float(v) for k, v in d.get("call_overheads", {}).items()},
             meta=dict(d.get("meta", {})),
         )
+        bad = [f"{name} = {value}" for name, value in prof.costs().items()
+               if not (math.isfinite(value) and value >= 0)]
+        if bad:
+            raise ValueError(f"costs must be finite and >= 0 (seconds, or seconds per byte): {', '.join(bad)}")
+        return prof
 
     def fingerprint(self) -> str:
         """A short hash of the numbers (not the metadata): equal on ranks that loaded the same."""
@@ -179,19 +208,22 @@ def load(path: str) -> Profile:
     Raises
     ------
     ValueError
-        If the file is not a profile of this version.
+        If the file is not a profile of this version, or holds a NaN,
+        infinite or negative cost; the message names ``path``.
     """
     with open(path) as f:
         try:
             data = json.load(f)
-        except json.JSONDecodeError as e:
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ValueError(f"{path} is not a profile: {e}") from None
     if isinstance(data, dict) and "version" not in data and "profile" in data:
         data = data["profile"]  # the --json output of collectives.alphabeta
     try:
         return Profile.from_dict(data)
-    except (KeyError, TypeError, ValueError) as e:
-        raise ValueError(f"{path} is not a profile: {e!r}") from None
+    except KeyError as e:
+        raise ValueError(f"{path} is not a profile: no field {e}") from None
+    except (AttributeError, TypeError, ValueError) as e:
+        raise ValueError(f"{path} is not a profile: {e}") from None
 
 
 def active() -> tuple[Profile | None, str]:

@@ -94,6 +94,43 @@ def test_a_broken_profile_is_a_clear_error(tmp_path):
         load(str(bad))
 
 
+@pytest.mark.parametrize("data,says", [
+    ([1, 2], "expected a JSON object, got a list"),
+    ("profile", "expected a JSON object, got a str"),
+    ({"profile": [1]}, "expected a JSON object, got a list"),
+    ({**Profile.hockney(2e-6, 1e-10).to_dict(), "call_overheads": [5e-6]}, "not a profile"),
+    ({**Profile.hockney(2e-6, 1e-10).to_dict(), "intra": None}, "not a profile"),
+])
+def test_a_profile_of_the_wrong_shape_names_its_path(data, says, tmp_path):
+    path = tmp_path / "shape.json"
+    path.write_text(json.dumps(data))
+    with pytest.raises(ValueError, match=says) as e:
+        load(str(path))
+    assert str(e.value).startswith(f"{path} is not a profile: ")
+
+
+@pytest.mark.parametrize("field,value", [
+    (("intra", "segments", 0, "alpha"), float("nan")),
+    (("intra", "segments", 0, "beta"), -1e-10),
+    (("reduce", "segments", 0, "beta"), float("inf")),
+    (("copy", "per_byte"), [[64.0, -1e-9]]),
+    (("call_overhead",), -3e-6),
+    (("round_overhead",), float("nan")),
+    (("call_overheads",), {"allreduce/ring": -5e-6}),
+])
+def test_a_profile_with_a_nan_or_negative_cost_is_refused(field, value, tmp_path):
+    d = Profile.hockney(2e-6, 1e-10, 3e-11, inter=(5e-6, 1e-9)).to_dict()
+    inner = d
+    for key in field[:-1]:
+        inner = inner[key]
+    inner[field[-1]] = value
+    path = tmp_path / "bad_costs.json"
+    path.write_text(json.dumps(d))  # NaN and Infinity: Python's json writes and reads them
+    with pytest.raises(ValueError, match="costs must be finite and >= 0") as e:
+        load(str(path))
+    assert str(e.value).startswith(f"{path} is not a profile: ")
+
+
 def test_auto_uses_the_profile_named_by_the_environment(tmp_path, monkeypatch):
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     monkeypatch.delenv(ENV, raising=False)
