@@ -16,7 +16,7 @@ import ctypes.util
 import numpy as np
 from numba import njit, prange
 
-__all__ = ["available", "set_policy", "policy", "first_touch", "MODES"]
+__all__ = ["available", "allowed_nodes", "set_policy", "policy", "first_touch", "MODES"]
 
 # linux/mempolicy.h
 _MODE_NAMES = {0: "default", 1: "preferred", 2: "bind", 3: "interleave", 4: "local"}
@@ -43,6 +43,9 @@ def _libnuma():
             lib.numa_bitmask_setbit.restype = ctypes.c_void_p
             lib.numa_set_membind.argtypes = [ctypes.c_void_p]
             lib.numa_bitmask_free.argtypes = [ctypes.c_void_p]
+            lib.numa_get_mems_allowed.restype = ctypes.c_void_p
+            lib.numa_bitmask_isbitset.argtypes = [ctypes.c_void_p, ctypes.c_uint]
+            lib.numa_max_node.restype = ctypes.c_int
             _lib = lib if lib.numa_available() >= 0 else False
     return _lib or None
 
@@ -52,13 +55,38 @@ def available() -> bool:
     return _libnuma() is not None
 
 
+def allowed_nodes() -> list[int]:
+    """The NUMA nodes this process may allocate memory on (its cpuset's ``mems``)."""
+    lib = _libnuma()
+    if lib is None:
+        raise OSError("libnuma is not available (Debian: apt-get install libnuma1)")
+    mask = lib.numa_get_mems_allowed()
+    try:
+        return [n for n in range(lib.numa_max_node() + 1) if lib.numa_bitmask_isbitset(mask, n)]
+    finally:
+        lib.numa_bitmask_free(mask)
+
+
 def set_policy(mode: str, node: int = 0) -> None:
-    """Set this process's memory policy: ``"local"``, ``"preferred"`` (``node``) or ``"bind"`` (``node``)."""
+    """Set this process's memory policy: ``"local"``, ``"preferred"`` (``node``) or ``"bind"`` (``node``).
+
+    Raises
+    ------
+    ValueError
+        If ``mode`` is unknown, or ``node`` is not a NUMA node this process may allocate on
+        (libnuma would only print a warning and leave the policy as it was).
+    OSError
+        If libnuma is not available.
+    """
     if mode not in MODES:
         raise ValueError(f"unknown memory policy {mode!r}; use one of {', '.join(MODES)}")
     lib = _libnuma()
     if lib is None:
         raise OSError("libnuma is not available (Debian: apt-get install libnuma1)")
+    nodes = allowed_nodes()
+    if mode != "local" and node not in nodes:
+        raise ValueError(f"NUMA node {node} does not exist or is not allowed to this process; "
+                         f"allowed node(s): {', '.join(map(str, nodes))}")
     if mode == "local":
         lib.numa_set_localalloc()
     elif mode == "preferred":

@@ -30,12 +30,14 @@ def place(topo: Topology, ranks: int, policy: str = "compact", threads: int | No
       the sockets).
 
     ``threads``: cores per rank (default: as many as fit evenly).  Raises
-    ``ValueError`` when the ranks do not fit.
+    ``ValueError`` when the ranks do not fit, or ``ranks`` or ``threads`` is below 1.
     """
     if policy not in POLICIES:
         raise ValueError(f"unknown placement {policy!r}; use one of {', '.join(POLICIES)}")
     if ranks < 1:
         raise ValueError(f"ranks must be >= 1, got {ranks}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be >= 1 core per rank, got {threads}")
     cores = topo.cores
     if policy == "socket":
         if ranks != len(topo.sockets):

@@ -165,3 +165,38 @@ def test_first_touch_and_policy_in_process():
     assert mode in ("default", "local", "preferred", "bind", "interleave")
     with pytest.raises(ValueError, match="unknown memory policy"):
         memory.set_policy("everywhere")
+
+
+def test_threads_below_one_are_refused_not_turned_into_bogus_flags(tmp_path):
+    topo = from_sysfs(make_sysfs(str(tmp_path)))
+    for threads in (0, -1):
+        with pytest.raises(ValueError, match="threads must be >= 1 core per rank"):
+            place(topo, 2, "compact", threads)
+        with pytest.raises(ValueError, match="threads must be >= 1 core per rank"):
+            flags(topo, 2, "spread", threads)
+
+
+def test_a_memory_policy_on_a_node_that_does_not_exist_is_refused():
+    from numa import memory
+
+    if not memory.available():
+        pytest.skip("libnuma is not available")
+    nodes = memory.allowed_nodes()
+    assert nodes and all(n >= 0 for n in nodes)
+    before = memory.policy()
+    for node in (max(nodes) + 1, 1 << 20, -1):
+        for mode in ("preferred", "bind"):
+            with pytest.raises(ValueError, match=f"NUMA node {node} does not exist"):
+                memory.set_policy(mode, node)
+    assert memory.policy() == before  # nothing changed
+
+
+def test_an_unwritable_json_stops_before_binding(tmp_path, capsys):
+    from collectives import cli
+    from numa import __main__ as numa_main
+
+    with pytest.raises(cli.AgreedExit) as e:
+        numa_main.main(["--json", str(tmp_path / "missing" / "b.json")])
+    assert e.value.code == 2
+    out, err = capsys.readouterr()
+    assert out == "" and "--json cannot write" in err
