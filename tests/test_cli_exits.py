@@ -16,8 +16,6 @@ import os
 import subprocess
 import sys
 
-import pytest
-
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 #: ``python -m mpi4py -c RUN RECORD MODULE ARGS...``: write this rank's mapped /dev/shm segments to
