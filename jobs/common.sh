@@ -1,5 +1,7 @@
 # Sourced by every job script in jobs/ (submit from the repository root: sbatch jobs/NAME.sbatch).
+# Each script sets -euo pipefail first, and stops at once with exit 2 if it cannot find this file.
 #
+# KIT_DIR:    the repository (default: the directory sbatch was run from).
 # MPI_PLUGIN: srun's --mpi for your MPI: pmi2 for PyPI's MPICH (the default here),
 #             pmix for an Open MPI built with PMIx. The wrong one starts P worlds of
 #             one rank each without an error: check_world catches that.

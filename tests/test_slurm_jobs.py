@@ -63,9 +63,9 @@ def _wait(env, job: str, limit: float = 600) -> str:
     return "TIMEOUT (test)"
 
 
-def _log(job: str) -> str:
+def _log(job: str, submit_dir: str = ROOT) -> str:
     """The job's output file (``%x_%j.out`` in the submit directory), removed once read."""
-    logs = glob.glob(os.path.join(ROOT, f"*_{job}.out"))
+    logs = glob.glob(os.path.join(submit_dir, f"*_{job}.out"))
     if not logs:
         return "(no output file)"
     text = open(logs[0]).read()
@@ -128,6 +128,32 @@ def test_wrong_mpi_plugin_is_caught(slurm):
     job = _submit(slurm, "sync_sgd_1node.sbatch", *TWO, exports="MPI_PLUGIN=none,SYNC_SGD_ARGS=--epochs 1")
     assert _wait(slurm, job) == "FAILED"
     assert "expected 2" in _log(job)
+
+
+SCRIPTS = sorted(os.path.basename(p) for p in glob.glob(os.path.join(ROOT, "jobs", "*.sbatch")))
+WRONG_DIRECTORY = "submit from the repository root"
+
+
+@pytest.mark.parametrize("script", SCRIPTS)
+def test_a_script_run_outside_the_repository_stops_at_once(tmp_path, script):
+    """Without Slurm: the script cannot find jobs/common.sh, says why and exits 2 before running anything."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SLURM_") and k != "KIT_DIR"}
+    out = subprocess.run(["bash", os.path.join(ROOT, "jobs", script)], cwd=tmp_path, env=env,
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and WRONG_DIRECTORY in out.stderr, out.stderr
+    assert out.stdout == "" and len(out.stderr.splitlines()) == 1 and not os.listdir(tmp_path)
+
+
+def test_a_job_submitted_from_the_wrong_directory_fails_at_once(slurm, tmp_path):
+    """Submitted from elsewhere, the job fails with the reason instead of running ``srun '' -m ...``."""
+    script = os.path.join(ROOT, "jobs", "gpu_node.sbatch")  # the one whose last step ran srun '' -m ...
+    out = subprocess.run(["sbatch", "--parsable", *TWO, "--gres=none", script],
+                         cwd=tmp_path, env=slurm, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    job = out.stdout.strip().split(";")[0]
+    assert _wait(slurm, job, limit=60) == "FAILED"
+    text = _log(job, submit_dir=str(tmp_path))
+    assert WRONG_DIRECTORY in text and "srun" not in text and "not found" not in text, text
 
 
 CRASH = ("from mpi4py import MPI; import os; c = MPI.COMM_WORLD; c.Barrier(); "
