@@ -3,7 +3,7 @@
 One real run of the script, with the pip install skipped (``KIT_TEST_INSTALL=0``)
 and pytest's extra arguments pointing it at a tiny test file instead of tests/:
 the serial run passes; at P=2 rank 1 is killed by SIGKILL; at P=3 every rank
-hangs until the script's time limit (``LIMIT``) ends the run. About 20 s.
+hangs until the script's time limit (``LIMIT``) ends the run. About 15 s.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import subprocess
 import pytest
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-LIMIT = 15  # seconds: the serial run and P=2 finish well within it; P=3 hangs until it
+LIMIT = 10  # seconds: the serial run and P=2 finish well within it; P=3 hangs until it
 
 TINY_TESTS = """
 import os
