@@ -7,7 +7,8 @@
 
 from . import schedule, traffic
 from ._comm import set_check
-from .api import Pending, allgather, allreduce, allreduce_start, broadcast, reduce_scatter
+from .api import allgather, allreduce, broadcast, reduce_scatter
+from .pending import Pending, allreduce_start
 from .errors import CollectiveError
 from .registry import ALGORITHMS
 

@@ -21,16 +21,21 @@ def is_cupy(a) -> bool:
     return type(a) is not np.ndarray and type(a).__module__.split(".")[0] == "cupy"
 
 
-def problem(a, name: str) -> str | None:
-    """Why ``a`` cannot be used as a buffer, or None if it can."""
+def problem(a, name: str, writes: bool = True) -> str | None:
+    """Why ``a`` cannot be used as a buffer, or None if it can.
+
+    ``writes``: the collective writes into ``a`` (a receive buffer, or a
+    send buffer used in place), so it must be writeable.
+    """
     if not (isinstance(a, np.ndarray) or is_cupy(a)):
         return f"{name} must be a numpy or cupy array, got {type(a).__name__}"
     if a.dtype not in _ACCEPTED:
         return f"{name} has dtype {a.dtype}; supported dtypes are {_NAMES}"
     if not a.flags.c_contiguous:
         return f"{name} is not C-contiguous; pass numpy.ascontiguousarray({name})"
-    if not getattr(a.flags, "writeable", True) and name != "sendbuf":
-        return f"{name} is read-only"
+    if writes and not getattr(a.flags, "writeable", True):
+        why = "the result is written into it in place" if name == "sendbuf" else "the result is written into it"
+        return f"{name} is read-only, but {why}; pass a writeable array"
     return None
 
 

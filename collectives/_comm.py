@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import threading
+import weakref
+from array import array
+from typing import Callable
 
 from mpi4py import MPI
 
@@ -10,21 +14,49 @@ from . import threads
 from .errors import CollectiveError
 
 _KEYVAL = MPI.Comm.Create_keyval()
-_check = os.environ.get("COLLECTIVES_CHECK", "0") not in ("", "0", "false", "no")
+_ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
-def set_check(enabled: bool) -> None:
-    """Turn the cross-rank argument check on or off (default: ``$COLLECTIVES_CHECK``).
+def _check_from_environment() -> bool:
+    """``$COLLECTIVES_CHECK``: on unless it says 0/false/no/off; any other word is an error."""
+    value = os.environ.get("COLLECTIVES_CHECK", "").strip().lower()
+    if value in ("",) + _ON:
+        return True
+    if value in _OFF:
+        return False
+    raise CollectiveError(
+        f"COLLECTIVES_CHECK={os.environ['COLLECTIVES_CHECK']!r} is neither on ({', '.join(_ON)}) "
+        f"nor off ({', '.join(_OFF)})"
+    )
 
-    With the check on, every call first exchanges a small signature (count,
-    dtype, op, algorithm, root, and whether this rank's buffers passed local
-    validation) over the library communicator.  Any disagreement raises
+
+_check = _check_from_environment()
+
+
+def set_check(enabled: bool, comm: MPI.Comm | None = None) -> None:
+    """Turn the cross-rank argument check on or off; collective over ``comm`` (default COMM_WORLD).
+
+    The check is on by default (``$COLLECTIVES_CHECK=0`` turns it off at
+    start).  With it on, every call first reduces a small signature of the
+    call (which collective, blocking or not, count, dtype, op, algorithm,
+    root, in place or not, the operation's ``name`` if given, and whether
+    this rank's buffers passed local validation) with one ``MPI_Allreduce``
+    of 18 integers over the library communicator.  Any disagreement raises
     :class:`CollectiveError` on every rank before the collective's first
-    message.  It costs one small all-gather per call, so benchmarks leave it
-    off; the tests turn it on.
+    message.  Benchmarks turn it off, to time the collective alone.
+
+    Every rank must call this alike: the change is agreed like a call, so
+    a rank that turns the check off (or on again) alone meets the other
+    ranks' next checked call and every rank raises.  While the check is off
+    nothing is compared, so a rank that turns it back on alone while the
+    others call collectives cannot be told apart from a slow rank: it waits.
     """
     global _check
-    _check = bool(enabled)
+    enabled = bool(enabled)
+    lib = library_comm(comm)
+    agree(lib, (_SET_CHECK, int(enabled)) + (0,) * (_SIGNATURE - 2), None,
+          lambda: (("call", "set_check"), ("enabled", enabled)))
+    _check = enabled
 
 
 def check_enabled() -> bool:
@@ -40,12 +72,18 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
     first call on each communicator.  That first call also learns how many
     ranks share each node (see :func:`ranks_per_node`) and checks that every
     rank uses the same cost profile for ``auto`` (see
-    :mod:`collectives.profile`), raising :class:`CollectiveError` on every
-    rank if not: ranks that pick different algorithms would deadlock.
+    :mod:`collectives.profile`) and the same check mode (see
+    :func:`set_check`), raising :class:`CollectiveError` on every rank if
+    not: ranks that pick different algorithms would deadlock, and so would
+    a rank that checks against one that does not.
     """
     comm = MPI.COMM_WORLD if comm is None else comm
-    if not isinstance(comm, MPI.Intracomm) or comm == MPI.COMM_NULL:
-        raise CollectiveError(f"comm must be an mpi4py intracommunicator, got {comm!r}")
+    if comm == MPI.COMM_NULL:
+        raise CollectiveError("comm is MPI.COMM_NULL: this rank is not a member of the communicator "
+                              "(a Split with color MPI.UNDEFINED?); call collectives only on its members")
+    if not isinstance(comm, MPI.Intracomm):
+        raise CollectiveError(f"comm must be an mpi4py intracommunicator (e.g. MPI.COMM_WORLD or a Split of it), "
+                              f"got {type(comm).__module__}.{type(comm).__name__}")
     dup = comm.Get_attr(_KEYVAL)
     if dup is None:
         dup = _LibraryComm(comm.Dup())
@@ -57,17 +95,22 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
         bound = local_size > 1 and sum(map(len, masks)) == len(frozenset().union(*masks))
         from .auto import decisions, profile_fingerprint
 
-        everyone = dup.allgather((local_size, profile_fingerprint()))
-        prints = {fp for _, fp in everyone}
-        if len(prints) > 1:
+        everyone = dup.allgather((local_size, profile_fingerprint(), _check))
+        problem = None
+        if len({fp for _, fp, _ in everyone}) > 1:
+            problem = ("ranks use different cost profiles for algorithm='auto': "
+                       + "; ".join(f"rank {r}: {fp or 'none'}" for r, (_, fp, _) in enumerate(everyone))
+                       + "; give every rank the same COLLECTIVES_PROFILE file")
+        elif len({check for _, _, check in everyone}) > 1:
+            problem = ("ranks disagree on the check mode: "
+                       + ", ".join(f"rank {r}: {'on' if c else 'off'}" for r, (_, _, c) in enumerate(everyone))
+                       + "; set COLLECTIVES_CHECK alike on every rank, and call set_check on every rank")
+        if problem:
             dup.Free()
-            raise CollectiveError(
-                "ranks use different cost profiles for algorithm='auto': "
-                + "; ".join(f"rank {r}: {fp or 'none'}" for r, (_, fp) in enumerate(everyone))
-                + "; give every rank the same COLLECTIVES_PROFILE file"
-            )
-        dup.ranks_per_node = max(size for size, _ in everyone)
+            raise CollectiveError(problem)
+        dup.ranks_per_node = max(size for size, _, _ in everyone)
         dup.decisions = decisions(dup.Get_size(), dup.ranks_per_node)
+        dup.in_use = threading.Lock()
         comm.Set_attr(_KEYVAL, dup)
         threads.configure_once(local_size, bound if local_size > 1 else None)
     return dup
@@ -76,6 +119,20 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
 #: Nonblocking all-reduces in flight at once per communicator, each on its own duplicate.
 PENDING_SLOTS = 8
 _POOL = MPI.Comm.Create_keyval()
+
+
+class _PendingPool:
+    """A library communicator's duplicates for nonblocking all-reduces, and who used each last."""
+
+    __slots__ = ("next", "comms", "slots", "__weakref__")
+
+    def __init__(self):
+        self.next = 0
+        self.comms: list = [None] * PENDING_SLOTS
+        self.slots: list[list] = [[None] for _ in range(PENDING_SLOTS)]
+
+
+_POOLS: "weakref.WeakSet[_PendingPool]" = weakref.WeakSet()
 
 
 def pending_comm(lib: MPI.Comm) -> tuple[MPI.Comm, list]:
@@ -90,25 +147,50 @@ def pending_comm(lib: MPI.Comm) -> tuple[MPI.Comm, list]:
     """
     pool = lib.Get_attr(_POOL)
     if pool is None:
-        pool = {"next": 0, "comms": [None] * PENDING_SLOTS, "slots": [[None] for _ in range(PENDING_SLOTS)]}
+        pool = _PendingPool()
         lib.Set_attr(_POOL, pool)
-    k = pool["next"] % PENDING_SLOTS
-    pool["next"] += 1
-    if pool["comms"][k] is None:
-        pool["comms"][k] = lib.Dup()
-    return pool["comms"][k], pool["slots"][k]
+        _POOLS.add(pool)
+    k = pool.next % PENDING_SLOTS
+    pool.next += 1
+    if pool.comms[k] is None:
+        pool.comms[k] = lib.Dup()
+    return pool.comms[k], pool.slots[k]
+
+
+def pending_slots() -> list[list]:
+    """Every slot of every live communicator's pool (for the warning at exit about unwaited operations)."""
+    return [slot for pool in list(_POOLS) for slot in pool.slots]
 
 
 class _LibraryComm(MPI.Intracomm):
-    """The duplicate :func:`library_comm` keeps, with its node shape and ``auto``'s decisions.
+    """The duplicate :func:`library_comm` keeps, with its node shape, ``auto``'s decisions and a lock.
 
     ``auto`` needs them on every call; an MPI attribute lookup
     (``Get_attr``) cost 0.4 us there on the dev VM, a Python attribute
     0.03 us.  ``decisions``: :func:`collectives.auto.decisions` for this
-    communicator's size and node shape.
+    communicator's size and node shape.  ``in_use``: held while a call runs
+    on this communicator (see :func:`hold`).
     """
 
-    __slots__ = ("ranks_per_node", "decisions")
+    __slots__ = ("ranks_per_node", "decisions", "in_use")
+
+
+def hold(lib: MPI.Comm) -> None:
+    """Take ``lib`` for one call (release with ``lib.in_use.release()``); raise if another thread has it.
+
+    MPI forbids two threads to run collectives on one communicator at once
+    (their messages would match each other's), so the second caller gets a
+    :class:`CollectiveError` on its own rank.  Calls on *different*
+    communicators may run in concurrent threads: each thread has its own
+    scratch memory (:mod:`collectives.workspace`) and its own traffic
+    counters.  A plain ``try``/``finally`` at the call site, not a context
+    manager: ``contextlib`` costs about 1 us a call.
+    """
+    if not lib.in_use.acquire(blocking=False):
+        raise CollectiveError(
+            "another thread is running a collective on this communicator; MPI forbids concurrent "
+            "collectives on one communicator: give each thread its own (comm.Dup())"
+        )
 
 
 def ranks_per_node(lib: MPI.Comm) -> int:
@@ -116,13 +198,42 @@ def ranks_per_node(lib: MPI.Comm) -> int:
     return getattr(lib, "ranks_per_node", 1)
 
 
-def agree(comm: MPI.Comm, signature: tuple, local_error: str | None) -> None:
-    """Raise the same :class:`CollectiveError` on every rank if ranks disagree.
+#: Integers in a call's signature (see :func:`agree`), the same for every call.
+_SIGNATURE = 8
+#: The signature's first integer for :func:`set_check` (the API's families count from 0).
+_SET_CHECK = -1
 
-    ``signature`` must be equal on all ranks; ``local_error`` is this rank's
-    own validation failure, or None.
+
+def agree(lib: MPI.Comm, signature: tuple[int, ...], local_error: str | None,
+          describe: Callable[[], tuple]) -> None:
+    """Raise the same :class:`CollectiveError` on every rank if ranks disagree or any rank failed.
+
+    Collective over ``lib``: one ``MPI_Allreduce`` (``MPI_MAX``) of the
+    ``_SIGNATURE`` integers of ``signature``, this rank's error flag, and
+    their negations, so every rank learns each integer's largest and
+    smallest value at once.  Only when they differ, or a rank failed, is a
+    second exchange made: every rank's ``describe()`` (``(name, value)``
+    pairs) and error, for a message that says who differs and how.
+
+    Parameters
+    ----------
+    lib : mpi4py.MPI.Comm
+        The library communicator of the call.
+    signature : tuple of int
+        ``_SIGNATURE`` integers that must be equal on every rank.
+    local_error : str or None
+        This rank's own validation failure.
+    describe : callable
+        The signature in words, built only when a message is needed.
     """
-    everyone = comm.allgather((signature, local_error))
+    k = _SIGNATURE + 1
+    mine = array("q", signature)
+    mine.append(local_error is not None)
+    both = mine + array("q", [-v for v in mine])
+    lib.Allreduce(MPI.IN_PLACE, [both, MPI.INT64_T], op=MPI.MAX)
+    if both[: k] == array("q", [-v for v in both[k:]]) and not both[k - 1]:
+        return
+    everyone = lib.allgather((describe(), local_error))
     errors = [f"rank {r}: {e}" for r, (_, e) in enumerate(everyone) if e is not None]
     if errors:
         raise CollectiveError("; ".join(errors))
@@ -131,9 +242,11 @@ def agree(comm: MPI.Comm, signature: tuple, local_error: str | None) -> None:
         if sig != first:
             raise CollectiveError(
                 f"ranks disagree on the call: rank 0 has {_describe(first)}, "
-                f"rank {r} has {_describe(sig)}; every rank must pass the same "
-                "count, dtype, op, algorithm and root"
+                f"rank {r} has {_describe(sig)}; every rank must make the same calls in the same order, "
+                "with the same count, dtype, op, algorithm, root and name"
             )
+    raise CollectiveError(f"ranks disagree on the call ({_describe(first)}) in a way its description "
+                          "does not show; every rank must make the same calls in the same order")
 
 
 def _describe(sig: tuple) -> str:

@@ -96,7 +96,10 @@ def compile_rounds(rounds: Sequence[Round], itemsize: int) -> Plan:
         return hit[1]
     plan = _compile(rounds, itemsize)
     if len(_PLANS) >= PLANS_KEPT:
-        del _PLANS[next(iter(_PLANS))]
+        try:  # another thread may evict the same entry, or insert while we look
+            _PLANS.pop(next(iter(_PLANS)), None)
+        except RuntimeError:
+            pass
     _PLANS[key] = (rounds, plan)
     return plan
 
@@ -116,8 +119,8 @@ def rounds_posted(
     before sends; zero-length transfers are skipped on both sides.
 
     ``tmp``: the scratch for reducing receives (``compile_rounds(rounds,
-    work.itemsize).scratch`` elements); default the shared engine scratch,
-    which only one running schedule may use at a time.
+    work.itemsize).scratch`` elements); default this thread's engine
+    scratch, which only one running schedule may use at a time.
     """
     plan = compile_rounds(rounds, work.itemsize)
     if tmp is None:

@@ -2,24 +2,24 @@
 
 from __future__ import annotations
 
+import zlib
+
 import numpy as np
-from mpi4py import MPI
 
 from . import _buffers as B
 from . import mpi_native
-from ._comm import agree, check_enabled, library_comm, pending_comm
-from ._engine import compile_rounds, rounds_posted
+from ._comm import agree, check_enabled, hold, library_comm
 from .auto import choose
 from .errors import CollectiveError
 from .reduce_ops import OPS, arithmetic_op, check_op
-from .registry import ALGORITHMS, ALLREDUCE_ROUNDS, FAMILIES
+from .registry import ALGORITHMS, FAMILIES
 from .schedule import partition
 
-__all__ = ["allreduce", "allreduce_start", "Pending", "allgather", "reduce_scatter", "broadcast"]
+__all__ = ["allreduce", "allgather", "reduce_scatter", "broadcast"]
 
 
-def _resolve(family: str, algorithm: str, count: int, buf, lib) -> str:
-    """The algorithm to run: ``algorithm`` itself, or ``auto``'s choice for ``count`` elements.
+def _resolve(family: str, algorithm: str, count: int, buf, lib) -> tuple[str | None, str | None]:
+    """``(the algorithm to run, None)``: ``algorithm`` itself or ``auto``'s choice; ``(None, why)`` if unknown.
 
     ``auto`` is tested first, and looks up the communicator's earlier
     decisions before asking :func:`~collectives.auto.choose` (see
@@ -30,29 +30,51 @@ def _resolve(family: str, algorithm: str, count: int, buf, lib) -> str:
         nbytes = count * item
         return (lib.decisions.get((family, nbytes, item))
                 or choose(family, nbytes, lib.Get_size(), ranks_per_node=lib.ranks_per_node,
-                          itemsize=item))
+                          itemsize=item)), None
     if algorithm not in ALGORITHMS[family]:
-        raise CollectiveError(
-            f"unknown {family} algorithm {algorithm!r}; "
-            f"use one of {', '.join(ALGORITHMS[family])}"
-        )
-    return algorithm
+        return None, f"unknown {family} algorithm {algorithm!r}; use one of {', '.join(ALGORITHMS[family])}"
+    return algorithm, None
 
 
-def _settle(comm, signature, local_error: str | None) -> None:
+#: Call kinds, the first integer of a call's signature (see :func:`collectives._comm.agree`).
+_KINDS = ("allreduce", "allreduce_start", "allgather", "reduce_scatter", "broadcast")
+
+
+def _code(names: tuple, name) -> int:
+    """``name``'s index in ``names``, or -1 (a name no rank may run: it is refused)."""
+    try:
+        return names.index(name)
+    except ValueError:
+        return -1
+
+
+def _settle(lib, kind: str, count: int, buf, op: str | None, algorithm, local_error: str | None,
+            root=0, in_place: bool = False, name: str | None = None) -> None:
     """Make every rank raise together (check mode) or raise here (no check).
 
-    ``signature``: a function returning the call's signature, built only in
-    check mode (``str`` of a dtype alone costs 3.5 us on the dev VM).
+    With the check on, the call's signature is compared across ranks as
+    integers (:func:`collectives._comm.agree`); the words that describe it
+    are built only for a message.
     """
     if check_enabled():
-        agree(comm, signature(), local_error)
+        family = "allreduce" if kind == "allreduce_start" else kind
+        dtype = getattr(buf, "dtype", None)
+        signature = (
+            _KINDS.index(kind), count, -1 if dtype is None else ord(dtype.kind) << 8 | dtype.itemsize,
+            -2 if op is None else _code(OPS, op), _code(ALGORITHMS[family], algorithm),
+            root if type(root) is int else -1, in_place, 0 if name is None else zlib.crc32(name.encode()),
+        )
+        agree(lib, signature, local_error,
+              lambda: (("call", kind), ("count", count), ("dtype", _dtype(buf)), ("op", op),
+                       ("algorithm", algorithm), ("root", root), ("in_place", in_place), ("name", name)))
     elif local_error is not None:
         raise CollectiveError(local_error)
 
 
 def _op_problem(op: str, sendbuf) -> str | None:
-    """Why ``op`` cannot reduce ``sendbuf``'s dtype (``avg`` of integers), or None."""
+    """Why ``op`` cannot reduce ``sendbuf``'s dtype (unknown op, ``avg`` of integers), or None."""
+    if op not in OPS:
+        return f"unknown op {op!r}; use one of {', '.join(OPS)}"
     if op != "avg":  # every other op of OPS takes every dtype
         return None
     try:
@@ -75,9 +97,10 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         C-contiguous, same size and dtype on every rank (float16/32/64, int32/64).
     recvbuf : array, optional
         Receives the result; same size and dtype.  ``None`` allocates one;
-        ``recvbuf is sendbuf`` works in place.
+        ``recvbuf is sendbuf`` works in place (then ``sendbuf`` must be writeable).
     op : {"sum", "prod", "min", "max", "avg"}
-        ``avg`` is the sum divided by the number of ranks (floating dtypes only).
+        ``avg`` is the sum divided by the number of ranks (floating dtypes
+        only).  ``min`` and ``max`` propagate NaN, with every algorithm.
     algorithm : str
         A name from ``collectives.ALGORITHMS["allreduce"]``.
     comm : mpi4py.MPI.Intracomm, optional
@@ -92,138 +115,58 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
     ------
     CollectiveError
         Before any message is sent, for unknown names or unusable buffers
-        (on every rank when the check mode is on).
+        (on every rank when the check mode is on), or when another thread
+        is running a collective on ``comm``.
     """
-    lib, name, work, recvbuf = _prepare(sendbuf, recvbuf, op, algorithm, comm)
-    if work is None:
-        return recvbuf
-    FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
-    return _finish(work, recvbuf, op, lib.Get_size())
-
-
-def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None) -> "Pending":
-    """Start an all-reduce and return at once: :meth:`Pending.progress` moves it, :meth:`Pending.wait` ends it.
-
-    Same arguments, checks and result as :func:`allreduce`; the buffers
-    must not be touched until :meth:`Pending.wait` returns.  Several may be
-    in flight at once (each has its own scratch and its own duplicate of
-    the communicator, :data:`collectives._comm.PENDING_SLOTS` of them; the
-    start that would reuse one waits for its previous user first), started
-    in the same order on every rank.  Our algorithms post one round of messages at a time:
-    ``progress()`` tests the round in flight and, when it is complete,
-    reduces it and posts the next, so calling it between pieces of
-    computation (the layers of a backward pass) lets communication overlap
-    computation even without an asynchronous-progress thread in MPI.
-    ``"mpi"`` uses ``MPI_Iallreduce``.  cupy buffers are all-reduced before
-    this returns.
-    """
-    return _start(sendbuf, recvbuf, op, algorithm, comm)
-
-
-class Pending:
-    """An all-reduce in flight (see :func:`allreduce_start`)."""
-
-    def __init__(self, recvbuf, finish, steps=None, request=None):
-        self._recvbuf, self._finish = recvbuf, finish
-        self._steps, self._request = steps, request
-        self._reqs = next(steps, None) if steps is not None else None
-        self.done = steps is None and request is None
-        if self.done:
-            finish()
-
-    def progress(self) -> bool:
-        """Advance without blocking as far as the messages allow; True once complete."""
-        if self.done:
-            return True
-        if self._request is not None:
-            if self._request.Test():
-                self._complete()
-            return self.done
-        while self._reqs is not None and MPI.Request.Testall(self._reqs):
-            self._reqs = next(self._steps, None)
-        if self._reqs is None:
-            self._complete()
-        return self.done
-
-    def wait(self):
-        """Block until complete; return the receive buffer."""
-        if not self.done:
-            if self._request is not None:
-                self._request.Wait()
-            else:
-                while self._reqs is not None:
-                    self._reqs = next(self._steps, None)
-            self._complete()
-        return self._recvbuf
-
-    def _complete(self):
-        self.done = True
-        self._finish()
-
-
-def _prepare(sendbuf, recvbuf, op, algorithm, comm):
-    """Validate (collectively), pick the algorithm, copy the send buffer into the work buffer.
-
-    Returns ``(lib, name, work, recvbuf)``; ``work`` is None when there is
-    nothing to reduce (zero elements).
-    """
-    if op not in OPS:
-        raise CollectiveError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
     lib = library_comm(comm)
-    error = B.problem(sendbuf, "sendbuf") or _op_problem(op, sendbuf)
+    hold(lib)
+    try:
+        name, work, recvbuf = prepare("allreduce", sendbuf, recvbuf, op, algorithm, lib)
+        if work is not None:
+            FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
+            finish(work, recvbuf, op, lib.Get_size())
+    finally:
+        lib.in_use.release()
+    return recvbuf
+
+
+def prepare(kind: str, sendbuf, recvbuf, op, algorithm, lib, name: str | None = None):
+    """An all-reduce's validation (collective), the algorithm, and the send buffer copied into the work buffer.
+
+    ``kind``: ``"allreduce"`` or ``"allreduce_start"`` (the check tells
+    them apart).  Returns ``(algorithm, work, recvbuf)``; ``work`` is None
+    when there is nothing to reduce (zero elements).
+    """
+    in_place = recvbuf is sendbuf
+    error = B.problem(sendbuf, "sendbuf", writes=in_place) or _op_problem(op, sendbuf)
     n = getattr(sendbuf, "size", 0)
     if error is None:
         if recvbuf is None:
             recvbuf = B.empty(sendbuf, n).reshape(sendbuf.shape)
-        elif recvbuf is not sendbuf:
+        elif not in_place:
             error = B.recv_problem(sendbuf, recvbuf, n)
-    name = _resolve("allreduce", algorithm, n, sendbuf, lib)
-    if error is None and name == "mpi":
+    chosen, unknown = _resolve("allreduce", algorithm, n, sendbuf, lib)
+    error = error or unknown
+    if error is None and chosen == "mpi":
         error = mpi_native.unsupported(sendbuf.dtype)
-    _settle(lib, lambda: (("call", "allreduce"), ("count", n), ("dtype", _dtype(sendbuf)),
-                          ("op", op), ("algorithm", algorithm)), error)
+    _settle(lib, kind, n, sendbuf, op, algorithm, error, name=name)
     if n == 0:
-        return lib, name, None, recvbuf
+        return chosen, None, recvbuf
     if B.is_cupy(sendbuf):
         work = B.to_host(sendbuf)
     else:
         work = B.flat(recvbuf)
-        if recvbuf is not sendbuf:
+        if not in_place:
             np.copyto(work, B.flat(sendbuf))
-    return lib, name, work, recvbuf
+    return chosen, work, recvbuf
 
 
-def _finish(work, recvbuf, op: str, p: int):
+def finish(work, recvbuf, op: str, p: int):
     """The last step of an all-reduce: divide for ``avg``, copy back to a cupy ``recvbuf``."""
     if op == "avg":
         np.divide(work, p, out=work)
     B.from_host(work, recvbuf)
     return recvbuf
-
-
-def _start(sendbuf, recvbuf, op, algorithm, comm) -> Pending:
-    """:func:`allreduce_start`: post the first round on a private duplicate and scratch."""
-    lib, name, work, recvbuf = _prepare(sendbuf, recvbuf, op, algorithm, comm)
-    if work is None:
-        return Pending(recvbuf, lambda: None)
-    reduce_op = arithmetic_op(op)
-
-    def finish():
-        _finish(work, recvbuf, op, lib.Get_size())
-
-    if B.is_cupy(sendbuf):  # staged through the host: all-reduced now
-        FAMILIES["allreduce"][name](work, reduce_op, lib)
-        return Pending(recvbuf, finish)
-    own, slot = pending_comm(lib)
-    if slot[0] is not None and not slot[0].done:
-        slot[0].wait()  # PENDING_SLOTS starts ago, on the same communicator
-    if name == "mpi":
-        slot[0] = Pending(recvbuf, finish, request=mpi_native.allreduce_start(work, reduce_op, own))
-    else:
-        rounds = ALLREDUCE_ROUNDS[name](work, own)
-        tmp = np.empty(compile_rounds(rounds, work.itemsize).scratch, work.dtype)
-        slot[0] = Pending(recvbuf, finish, steps=rounds_posted(rounds, work, own, reduce_op, tmp))
-    return slot[0]
 
 
 def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):
@@ -247,9 +190,17 @@ def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):
         ``recvbuf``.
     """
     lib = library_comm(comm)
+    hold(lib)
+    try:
+        return _allgather(sendbuf, recvbuf, algorithm, lib)
+    finally:
+        lib.in_use.release()
+
+
+def _allgather(sendbuf, recvbuf, algorithm, lib):
     p, rank = lib.Get_size(), lib.Get_rank()
     in_place = recvbuf is sendbuf and sendbuf is not None
-    error = B.problem(sendbuf, "sendbuf")
+    error = B.problem(sendbuf, "sendbuf", writes=in_place)
     total = getattr(sendbuf, "size", 0)
     m = total // p if in_place else total
     if error is None:
@@ -259,9 +210,8 @@ def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):
             recvbuf = B.empty(sendbuf, p * m)
         elif not in_place:
             error = B.recv_problem(sendbuf, recvbuf, p * m)
-    name = _resolve("allgather", algorithm, p * m, sendbuf, lib)
-    _settle(lib, lambda: (("call", "allgather"), ("count", m), ("dtype", _dtype(sendbuf)),
-                          ("algorithm", algorithm), ("in_place", in_place)), error)
+    name, unknown = _resolve("allgather", algorithm, p * m, sendbuf, lib)
+    _settle(lib, "allgather", m, sendbuf, None, algorithm, error or unknown, in_place=in_place)
     if m == 0:
         return recvbuf
     offsets = tuple(range(0, (p + 1) * m, m))
@@ -296,12 +246,18 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
     array
         This rank's reduced block.
     """
-    if op not in OPS:
-        raise CollectiveError(f"unknown op {op!r}; use one of {', '.join(OPS)}")
     lib = library_comm(comm)
+    hold(lib)
+    try:
+        return _reduce_scatter(sendbuf, recvbuf, op, algorithm, lib)
+    finally:
+        lib.in_use.release()
+
+
+def _reduce_scatter(sendbuf, recvbuf, op, algorithm, lib):
     p, rank = lib.Get_size(), lib.Get_rank()
     in_place = recvbuf is sendbuf and sendbuf is not None
-    error = B.problem(sendbuf, "sendbuf") or _op_problem(op, sendbuf)
+    error = B.problem(sendbuf, "sendbuf", writes=in_place) or _op_problem(op, sendbuf)
     n = getattr(sendbuf, "size", 0)
     offsets = partition(n, p)
     mine = offsets[rank + 1] - offsets[rank]
@@ -310,11 +266,11 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
             recvbuf = B.empty(sendbuf, mine)
         elif not in_place:
             error = B.recv_problem(sendbuf, recvbuf, mine)
-    name = _resolve("reduce_scatter", algorithm, n, sendbuf, lib)
+    name, unknown = _resolve("reduce_scatter", algorithm, n, sendbuf, lib)
+    error = error or unknown
     if error is None and name == "mpi":
         error = mpi_native.unsupported(sendbuf.dtype)
-    _settle(lib, lambda: (("call", "reduce_scatter"), ("count", n), ("dtype", _dtype(sendbuf)),
-                          ("op", op), ("algorithm", algorithm), ("in_place", in_place)), error)
+    _settle(lib, "reduce_scatter", n, sendbuf, op, algorithm, error, in_place=in_place)
     if in_place:
         recvbuf = B.flat(sendbuf)[offsets[rank] : offsets[rank + 1]]
     if n == 0:
@@ -337,6 +293,7 @@ def broadcast(buf, root=0, *, algorithm="auto", comm=None):
     ----------
     buf : array
         Same size and dtype on every rank; only the root's contents matter.
+        Writeable, on every rank (the root's too: one rule for all ranks).
     root : int
         The sending rank, the same on every rank.
     algorithm : str
@@ -349,19 +306,26 @@ def broadcast(buf, root=0, *, algorithm="auto", comm=None):
         ``buf``.
     """
     lib = library_comm(comm)
+    hold(lib)
+    try:
+        return _broadcast(buf, root, algorithm, lib)
+    finally:
+        lib.in_use.release()
+
+
+def _broadcast(buf, root, algorithm, lib):
     p = lib.Get_size()
-    if not isinstance(root, (int, np.integer)) or not 0 <= root < p:
-        raise CollectiveError(f"root must be a rank in 0..{p - 1}, got {root!r}")
-    error = B.problem(buf, "buf")
+    if isinstance(root, (int, np.integer)) and not isinstance(root, bool) and 0 <= root < p:
+        root, error = int(root), None
+    else:
+        error = f"root must be a rank in 0..{p - 1}, got {root!r}"
+    error = error or B.problem(buf, "buf")
     n = getattr(buf, "size", 0)
-    name = _resolve("broadcast", algorithm, n, buf, lib)
-    _settle(lib, lambda: (("call", "broadcast"), ("count", n), ("dtype", _dtype(buf)),
-                          ("root", int(root)), ("algorithm", algorithm)), error)
+    name, unknown = _resolve("broadcast", algorithm, n, buf, lib)
+    _settle(lib, "broadcast", n, buf, None, algorithm, error or unknown, root=root)
     if n == 0 or p == 1:
         return buf
     work = B.to_host(buf)
-    FAMILIES["broadcast"][name](work, int(root), lib)
+    FAMILIES["broadcast"][name](work, root, lib)
     B.from_host(work, buf)
     return buf
-
-

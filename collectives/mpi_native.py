@@ -1,7 +1,8 @@
 """The MPI library's own collectives, behind the same signatures as ours.
 
-All-gather and broadcast move raw bytes, so they take every dtype.  The
-reductions need the library to know the element type: Open MPI 4.1 has no
+All-gather and broadcast move raw bytes, so they take every dtype.  Floating
+``min`` and ``max`` run as user ops that propagate NaN, as our algorithms do.
+The reductions need the library to know the element type: Open MPI 4.1 has no
 float16, and there ``"mpi"`` refuses float16 with a :class:`CollectiveError`
 (see :func:`unsupported`) instead of failing inside the library.
 """
@@ -14,6 +15,31 @@ import numpy as np
 from mpi4py import MPI
 
 _OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX}
+_PROPAGATING = {"min": np.minimum, "max": np.maximum}
+
+
+@lru_cache(maxsize=None)
+def _nan_propagating(op: str, dtype: np.dtype) -> MPI.Op:
+    """A commutative user op: ``op`` by numpy's ``minimum``/``maximum``, which propagate NaN.
+
+    MPI's own ``MPI_MIN``/``MPI_MAX`` follow C's comparisons, so a NaN
+    survives or vanishes depending on where it meets the other operand
+    (MPICH dropped it); ours keep it, and so does ``"mpi"`` with this op.
+    """
+    ufunc = _PROPAGATING[op]
+
+    def reduce(inbuf, inoutbuf, datatype):
+        into = np.frombuffer(inoutbuf, dtype)
+        ufunc(np.frombuffer(inbuf, dtype), into, out=into)
+
+    return MPI.Op.Create(reduce, commute=True)
+
+
+def _op(op: str, work: np.ndarray) -> MPI.Op:
+    """The MPI op for ``op`` on ``work``: the built-in one, or a NaN-propagating min/max on floats."""
+    if op in _PROPAGATING and work.dtype.kind == "f":
+        return _nan_propagating(op, work.dtype)
+    return _OPS[op]
 
 
 @lru_cache(maxsize=None)
@@ -44,12 +70,12 @@ def _bytes(a: np.ndarray) -> np.ndarray:
 
 def allreduce(work: np.ndarray, op: str, comm: MPI.Comm) -> None:
     """``MPI_Allreduce`` in place on ``work``."""
-    comm.Allreduce(MPI.IN_PLACE, work, op=_OPS[op])
+    comm.Allreduce(MPI.IN_PLACE, work, op=_op(op, work))
 
 
 def allreduce_start(work: np.ndarray, op: str, comm: MPI.Comm) -> MPI.Request:
     """``MPI_Iallreduce`` in place on ``work``."""
-    return comm.Iallreduce(MPI.IN_PLACE, work, op=_OPS[op])
+    return comm.Iallreduce(MPI.IN_PLACE, work, op=_op(op, work))
 
 
 def allgather(work: np.ndarray, offsets: tuple[int, ...], comm: MPI.Comm) -> None:
@@ -68,7 +94,7 @@ def reduce_scatter(
 ) -> None:
     """``MPI_Reduce_scatter`` with the counts given by ``offsets``."""
     counts = [offsets[i + 1] - offsets[i] for i in range(len(offsets) - 1)]
-    comm.Reduce_scatter(send, recv, counts, op=_OPS[op])
+    comm.Reduce_scatter(send, recv, counts, op=_op(op, send))
 
 
 def broadcast(buf: np.ndarray, root: int, comm: MPI.Comm) -> None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Iterator
@@ -25,12 +26,19 @@ class Traffic:
     rounds: int = 0
 
 
-_active: list[Traffic] = []
+class _Counters(threading.local):
+    """Per thread: the counters of the :func:`count` blocks open in this thread."""
+
+    def __init__(self):
+        self.active: list[Traffic] = []
+
+
+_local = _Counters()
 
 
 @contextmanager
 def count() -> Iterator[Traffic]:
-    """Count this rank's traffic for the collectives called inside the block.
+    """Count this rank's traffic for the collectives this thread calls inside the block.
 
     Examples
     --------
@@ -39,16 +47,17 @@ def count() -> Iterator[Traffic]:
     >>> t.bytes_sent                                     # doctest: +SKIP
     """
     t = Traffic()
-    _active.append(t)
+    active = _local.active
+    active.append(t)
     try:
         yield t
     finally:
-        _active.remove(t)
+        active.remove(t)
 
 
 def record(sent: int, received: int, bytes_sent: int, bytes_received: int) -> None:
-    """Add one round's traffic to every active counter (called by the engine)."""
-    for t in _active:
+    """Add one round's traffic to every counter open in this thread (called by the engine)."""
+    for t in _local.active:
         t.messages_sent += sent
         t.messages_received += received
         t.bytes_sent += bytes_sent
