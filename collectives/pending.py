@@ -1,10 +1,11 @@
 """Nonblocking all-reduce: :func:`allreduce_start` posts the first round, :class:`Pending` moves the rest.
 
 A started all-reduce must be waited.  One that is not leaves its buffer
-unreduced and the ranks that do wait hanging, so the library warns
-(``RuntimeWarning``) when a :class:`Pending` is garbage-collected before it
-completed (its communicator was freed under it) and, at exit, for every one
-still pending.
+unreduced and the ranks that do wait hanging, so at exit the library warns
+(``RuntimeWarning``, one line naming each) about every one still pending.
+None can be garbage-collected before that: its communicator's slot keeps
+it until the next start on that slot waits it (see
+:func:`collectives._comm.pending_comm`).
 """
 
 from __future__ import annotations
@@ -106,11 +107,6 @@ class Pending:
         what = f" {self.name!r}" if self.name is not None else ""
         return f"all-reduce{what} of {self._recvbuf.size} {self._recvbuf.dtype}"
 
-    def __del__(self):
-        if not getattr(self, "done", True):
-            warnings.warn(f"collectives: an {self.describe()} was started but never waited; its buffer "
-                          "is not reduced, and ranks that wait for it hang", RuntimeWarning, stacklevel=1)
-
 
 def _start(sendbuf, recvbuf, op, algorithm, lib, name) -> Pending:
     """:func:`allreduce_start` on the held library communicator ``lib``."""
@@ -141,8 +137,6 @@ def _warn_unwaited() -> None:
     """At exit: one warning naming the all-reduces started but never waited."""
     left = [slot[0] for slot in pending_slots() if slot[0] is not None and not slot[0].done]
     if left:
-        for p in left:
-            p.done = True  # said once, here; not again when collected
         warnings.warn(f"collectives: {len(left)} started all-reduce(s) never waited: "
                       + "; ".join(p.describe() for p in left)
                       + "; their buffers are not reduced, and ranks that wait for them hang",
