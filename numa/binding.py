@@ -3,8 +3,8 @@
 ``bind(policy)`` is the library call training uses (``--bind spread``):
 it reads the topology, places the node's ranks (:mod:`numa.placement`),
 pins this process with ``sched_setaffinity``, sets Numba and BLAS to one
-thread per core given (and ``NUMBA_NUM_THREADS`` for child processes), and
-sets the memory policy to the rank's NUMA node.
+thread per core given (and ``NUMBA_NUM_THREADS`` to match Numba's pool, see
+:func:`_settle_numba_pool`), and sets the memory policy to the rank's NUMA node.
 """
 
 from __future__ import annotations
@@ -53,6 +53,27 @@ def current(rank: int = 0, local_rank: int = 0, topo: Topology | None = None) ->
     return Binding(socket.gethostname(), rank, local_rank, cpus, nodes, mode, mnodes, t["numba"], t["blas"])
 
 
+def _settle_numba_pool(n: int) -> None:
+    """Make Numba's thread pool ``n`` threads if it is not running yet, and its configuration agree with it.
+
+    Numba re-reads its configuration at every compile, and raises there if
+    ``NUMBA_NUM_THREADS`` (or, unset, the size of the affinity mask just
+    changed) differs from the size of a thread pool already launched.  So
+    the variable is set to the pool's size once it runs (the rank then uses
+    ``n`` of those threads, see :func:`collectives.threads.configure`), and to
+    ``n``, read at once, before; child processes see the same value.
+    """
+    import numba
+    from numba.core.config import reload_config
+    from numba.np.ufunc import parallel
+
+    if parallel._is_initialized:  # Numba's own flag: the pool has been launched
+        os.environ["NUMBA_NUM_THREADS"] = str(numba.config.NUMBA_NUM_THREADS)
+    else:
+        os.environ["NUMBA_NUM_THREADS"] = str(n)
+        reload_config()
+
+
 def bind(policy: str = "compact", comm=None, threads_per_rank: int | None = None, mem: str | None = "preferred",
          smt: bool = False) -> Binding:
     """Pin this rank by ``policy`` among the ranks of its node (collective over ``comm``).
@@ -77,7 +98,7 @@ def bind(policy: str = "compact", comm=None, threads_per_rank: int | None = None
         raise ValueError(f"cannot bind: {errors[0]}")
     os.sched_setaffinity(0, cpus)
     n = len(cpus)  # one thread per CPU given (first threads of cores, or all siblings with smt)
-    os.environ["NUMBA_NUM_THREADS"] = str(n)
+    _settle_numba_pool(n)
     threads.configure(n)
     if mem is not None and memory.available():
         memory.set_policy(mem, topo.node_of_cpu(cpus[0]))

@@ -154,6 +154,30 @@ def test_expect_ranks_catches_a_wrong_world(tmp_path):
     assert out.returncode == 3 and "expected 2" in out.stderr
 
 
+BIND_AFTER_THE_POOL_THEN_COMPILE = """
+import numba, numpy as np
+from mpi4py import MPI
+import numa
+from collectives import threads
+threads.configure(2)  # Numba's pool launched, as any collective or kernel does first
+numa.bind("compact", MPI.COMM_SELF, threads_per_rank=1, mem=None)
+f = numba.njit(lambda a: a.sum() + 1)  # a kernel compiled after the pinning: Numba re-reads its configuration
+print(f(np.ones(3)), threads.current()["numba"])
+"""
+
+
+def test_binding_in_process_leaves_later_compiles_working():
+    """Pinning to fewer cores than Numba's running pool used to make every later compile raise (one rank alone,
+    leaving the others waiting): Numba re-reads NUMBA_NUM_THREADS and the affinity mask at each compile."""
+    if (os.cpu_count() or 1) < 2:
+        pytest.skip("needs 2 cores")
+    out = subprocess.run([sys.executable, "-c", BIND_AFTER_THE_POOL_THEN_COMPILE], capture_output=True, text=True,
+                         timeout=120, cwd=ROOT, env={k: v for k, v in dict(os.environ, PYTHONPATH=ROOT).items()
+                                                     if k != "NUMBA_NUM_THREADS"})
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["4.0", "1"]
+
+
 def test_first_touch_and_policy_in_process():
     from numa import memory
 
