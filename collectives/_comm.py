@@ -5,9 +5,10 @@ from __future__ import annotations
 import os
 import threading
 import weakref
-from array import array
-from typing import Callable
+from contextlib import contextmanager
+from typing import Callable, Iterator
 
+import numpy as np
 from mpi4py import MPI
 
 from . import threads
@@ -41,7 +42,8 @@ def set_check(enabled: bool, comm: MPI.Comm | None = None) -> None:
     call (which collective, blocking or not, count, dtype, op, algorithm,
     root, in place or not, the operation's ``name`` if given, and whether
     this rank's buffers passed local validation) with one ``MPI_Allreduce``
-    of 18 integers over the library communicator.  Any disagreement raises
+    of two integers (a hash of it, and its negation) over the library
+    communicator (see :func:`agree`).  Any disagreement raises
     :class:`CollectiveError` on every rank before the collective's first
     message.  Benchmarks turn it off, to time the collective alone.
 
@@ -54,7 +56,7 @@ def set_check(enabled: bool, comm: MPI.Comm | None = None) -> None:
     global _check
     enabled = bool(enabled)
     lib = library_comm(comm)
-    agree(lib, (_SET_CHECK, int(enabled)) + (0,) * (_SIGNATURE - 2), None,
+    agree(lib, (_SET_CHECK, int(enabled)), None,
           lambda: (("call", "set_check"), ("enabled", enabled)))
     _check = enabled
 
@@ -62,6 +64,22 @@ def set_check(enabled: bool, comm: MPI.Comm | None = None) -> None:
 def check_enabled() -> bool:
     """Whether the cross-rank argument check is on."""
     return _check
+
+
+@contextmanager
+def unchecked() -> Iterator[None]:
+    """The check off inside the block, and as it was after it, exception or not; no messages.
+
+    For a block that every rank enters and leaves at the same point (a
+    benchmark's timed calls), so no agreement is needed; elsewhere use
+    :func:`set_check`.
+    """
+    global _check
+    was, _check = _check, False
+    try:
+        yield
+    finally:
+        _check = was
 
 
 def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
@@ -110,7 +128,8 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
             raise CollectiveError(problem)
         dup.ranks_per_node = max(size for size, _, _ in everyone)
         dup.decisions = decisions(dup.Get_size(), dup.ranks_per_node)
-        dup.in_use = threading.Lock()
+        dup.in_use = _Exclusive()
+        dup.check_buf = np.empty(2, np.int64)
         comm.Set_attr(_KEYVAL, dup)
         threads.configure_once(local_size, bound if local_size > 1 else None)
     return dup
@@ -169,28 +188,49 @@ class _LibraryComm(MPI.Intracomm):
     (``Get_attr``) cost 0.4 us there on the dev VM, a Python attribute
     0.03 us.  ``decisions``: :func:`collectives.auto.decisions` for this
     communicator's size and node shape.  ``in_use``: held while a call runs
-    on this communicator (see :func:`hold`).
+    on this communicator (see :func:`hold`).  ``check_buf``: the two integers
+    :func:`agree` reduces, kept so that a check allocates nothing.
     """
 
-    __slots__ = ("ranks_per_node", "decisions", "in_use")
+    __slots__ = ("ranks_per_node", "decisions", "in_use", "check_buf")
 
 
-def hold(lib: MPI.Comm) -> None:
-    """Take ``lib`` for one call (release with ``lib.in_use.release()``); raise if another thread has it.
+class _Exclusive:
+    """A communicator's guard: ``with hold(lib):`` around a call; raises if another thread is inside.
+
+    A class with ``__enter__``/``__exit__``, not ``contextlib``: about 0.2 us
+    a call instead of 1.
+    """
+
+    __slots__ = ("_lock",)
+
+    def __init__(self):
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        if not self._lock.acquire(blocking=False):
+            raise CollectiveError(
+                "another thread is running a collective on this communicator; MPI forbids concurrent "
+                "collectives on one communicator, and the other ranks' matching call is left waiting: "
+                "give each thread its own (comm.Dup())"
+            )
+
+    def __exit__(self, *exc) -> None:
+        self._lock.release()
+
+
+def hold(lib: MPI.Comm) -> _Exclusive:
+    """``with hold(lib):`` holds ``lib`` for one call; entering raises if another thread holds it.
 
     MPI forbids two threads to run collectives on one communicator at once
     (their messages would match each other's), so the second caller gets a
-    :class:`CollectiveError` on its own rank.  Calls on *different*
-    communicators may run in concurrent threads: each thread has its own
-    scratch memory (:mod:`collectives.workspace`) and its own traffic
-    counters.  A plain ``try``/``finally`` at the call site, not a context
-    manager: ``contextlib`` costs about 1 us a call.
+    :class:`CollectiveError` on its own rank; no other rank can learn of it,
+    so their matching call waits (under ``python -m mpi4py`` the error
+    aborts the job).  Calls on *different* communicators may run in
+    concurrent threads: each thread has its own scratch memory
+    (:mod:`collectives.workspace`) and its own traffic counters.
     """
-    if not lib.in_use.acquire(blocking=False):
-        raise CollectiveError(
-            "another thread is running a collective on this communicator; MPI forbids concurrent "
-            "collectives on one communicator: give each thread its own (comm.Dup())"
-        )
+    return lib.in_use
 
 
 def ranks_per_node(lib: MPI.Comm) -> int:
@@ -198,42 +238,46 @@ def ranks_per_node(lib: MPI.Comm) -> int:
     return getattr(lib, "ranks_per_node", 1)
 
 
-#: Integers in a call's signature (see :func:`agree`), the same for every call.
-_SIGNATURE = 8
-#: The signature's first integer for :func:`set_check` (the API's families count from 0).
+#: The signature's first integer for :func:`set_check` (the API's call kinds count from 0).
 _SET_CHECK = -1
+#: Where a rank that failed its own validation puts its signature's hash (hashes are >= 0).
+_FAILED = -1
 
 
 def agree(lib: MPI.Comm, signature: tuple[int, ...], local_error: str | None,
           describe: Callable[[], tuple]) -> None:
     """Raise the same :class:`CollectiveError` on every rank if ranks disagree or any rank failed.
 
-    Collective over ``lib``: one ``MPI_Allreduce`` (``MPI_MAX``) of the
-    ``_SIGNATURE`` integers of ``signature``, this rank's error flag, and
-    their negations, so every rank learns each integer's largest and
-    smallest value at once.  Only when they differ, or a rank failed, is a
-    second exchange made: every rank's ``describe()`` (``(name, value)``
-    pairs) and error, for a message that says who differs and how.
+    Collective over ``lib``: one ``MPI_Allreduce`` (``MPI_MAX``) of two
+    integers, the hash of ``signature`` (``_FAILED`` on a rank with a
+    ``local_error``) and its negation, so every rank learns the largest and
+    the smallest hash at once.  Only when they differ, or a rank failed, is
+    a second exchange made: every rank's ``describe()`` (``(name, value)``
+    pairs) and error, for a message that says who differs and how.  The hash
+    of a tuple of ints is Python's own, the same in every process of one
+    Python version (``PYTHONHASHSEED`` salts only str and bytes); two
+    different signatures collide with probability 2**-62.
 
     Parameters
     ----------
     lib : mpi4py.MPI.Comm
         The library communicator of the call.
     signature : tuple of int
-        ``_SIGNATURE`` integers that must be equal on every rank.
+        Integers that must be equal on every rank.
     local_error : str or None
         This rank's own validation failure.
     describe : callable
         The signature in words, built only when a message is needed.
     """
-    k = _SIGNATURE + 1
-    mine = array("q", signature)
-    mine.append(local_error is not None)
-    both = mine + array("q", [-v for v in mine])
-    lib.Allreduce(MPI.IN_PLACE, [both, MPI.INT64_T], op=MPI.MAX)
-    if both[: k] == array("q", [-v for v in both[k:]]) and not both[k - 1]:
+    h = _FAILED if local_error is not None else hash(signature) & 0x3FFF_FFFF_FFFF_FFFF
+    both = lib.check_buf
+    both[0], both[1] = h, -h
+    lib.Allreduce(MPI.IN_PLACE, both, op=MPI.MAX)
+    if both[0] == -both[1] != _FAILED:
         return
-    everyone = lib.allgather((describe(), local_error))
+    described = tuple((key, value if isinstance(value, (str, int, float, type(None))) else repr(value))
+                      for key, value in describe())  # whatever a careless caller passed, it pickles
+    everyone = lib.allgather((described, local_error))
     errors = [f"rank {r}: {e}" for r, (_, e) in enumerate(everyone) if e is not None]
     if errors:
         raise CollectiveError("; ".join(errors))

@@ -65,7 +65,7 @@ from mpi4py import MPI
 
 from . import auto, cli, cost_model
 from ._buffers import at_page_offset
-from ._comm import check_enabled, library_comm, ranks_per_node, set_check
+from ._comm import library_comm, ranks_per_node, unchecked
 from .bench import environment, format_size, sizes
 from .hockney import Piecewise, fit
 from .passes import drain, interleave, share, visits
@@ -798,25 +798,24 @@ def main(argv=None) -> int:
         except (OSError, ValueError) as e:
             error = str(e)
         cli.agree_or_exit(comm, error, PROG)
-    checked = check_enabled()
-    set_check(False)  # calls are timed as the bench times them: without the cross-rank argument check
-    if not args.profile:
-        prof, raw, extra = measure(comm, args, [alongside_bench(comm, args)] if args.predict else [])
-        measured = extra[0] if extra else None
-    if rank == 0:
-        print(f"# collectives.alphabeta, P={comm.Get_size()}" + (f", profile {args.profile}" if args.profile else ""))
-        for k, v in prof.meta.items():
-            print(f"# {k}: {v}")
-        print(describe(prof), flush=True)
-        if raw is not None and "pair_alpha" in raw:
-            print(describe_pairs(raw["pair_alpha"], raw["pair_beta"], raw["nodes"]), flush=True)
-    result["profile"] = prof.to_dict()
-    if args.predict:
-        recs = predict_table(comm, prof, args, measured)
-        result["predictions"] = recs
+    with unchecked():  # calls are timed as the bench times them: without the cross-rank argument check
+        if not args.profile:
+            prof, raw, extra = measure(comm, args, [alongside_bench(comm, args)] if args.predict else [])
+            measured = extra[0] if extra else None
         if rank == 0:
-            print(describe_predictions(recs), flush=True)
-    set_check(checked)
+            print(f"# collectives.alphabeta, P={comm.Get_size()}"
+                  + (f", profile {args.profile}" if args.profile else ""))
+            for k, v in prof.meta.items():
+                print(f"# {k}: {v}")
+            print(describe(prof), flush=True)
+            if raw is not None and "pair_alpha" in raw:
+                print(describe_pairs(raw["pair_alpha"], raw["pair_beta"], raw["nodes"]), flush=True)
+        result["profile"] = prof.to_dict()
+        if args.predict:
+            recs = predict_table(comm, prof, args, measured)
+            result["predictions"] = recs
+            if rank == 0:
+                print(describe_predictions(recs), flush=True)
     if args.simulate and rank == 0:
         sim = simulate(prof, args.collective, args.sim_ranks, args.ranks_per_node, sizes(4, args.sim_max_bytes))
         result["simulation"] = sim

@@ -25,6 +25,8 @@ def _resolve(family: str, algorithm: str, count: int, buf, lib) -> tuple[str | N
     decisions before asking :func:`~collectives.auto.choose` (see
     :func:`collectives.auto.decisions`).
     """
+    if not isinstance(algorithm, str):
+        return None, f"algorithm must be a str, one of {', '.join(ALGORITHMS[family])}; got {type(algorithm).__name__}"
     if algorithm == "auto":
         item = getattr(buf, "itemsize", 1) or 1
         nbytes = count * item
@@ -42,10 +44,7 @@ _KINDS = ("allreduce", "allreduce_start", "allgather", "reduce_scatter", "broadc
 
 def _code(names: tuple, name) -> int:
     """``name``'s index in ``names``, or -1 (a name no rank may run: it is refused)."""
-    try:
-        return names.index(name)
-    except ValueError:
-        return -1
+    return names.index(name) if isinstance(name, str) and name in names else -1
 
 
 def _settle(lib, kind: str, count: int, buf, op: str | None, algorithm, local_error: str | None,
@@ -56,13 +55,16 @@ def _settle(lib, kind: str, count: int, buf, op: str | None, algorithm, local_er
     integers (:func:`collectives._comm.agree`); the words that describe it
     are built only for a message.
     """
+    if name is not None and not isinstance(name, str):
+        local_error = local_error or f"name must be a str, got {type(name).__name__}"
     if check_enabled():
         family = "allreduce" if kind == "allreduce_start" else kind
         dtype = getattr(buf, "dtype", None)
         signature = (
             _KINDS.index(kind), count, -1 if dtype is None else ord(dtype.kind) << 8 | dtype.itemsize,
             -2 if op is None else _code(OPS, op), _code(ALGORITHMS[family], algorithm),
-            root if type(root) is int else -1, in_place, 0 if name is None else zlib.crc32(name.encode()),
+            root if type(root) is int and 0 <= root < 1 << 62 else -1, in_place,
+            zlib.crc32(name.encode()) if isinstance(name, str) else -1 if name is not None else 0,
         )
         agree(lib, signature, local_error,
               lambda: (("call", kind), ("count", count), ("dtype", _dtype(buf)), ("op", op),
@@ -73,7 +75,7 @@ def _settle(lib, kind: str, count: int, buf, op: str | None, algorithm, local_er
 
 def _op_problem(op: str, sendbuf) -> str | None:
     """Why ``op`` cannot reduce ``sendbuf``'s dtype (unknown op, ``avg`` of integers), or None."""
-    if op not in OPS:
+    if not isinstance(op, str) or op not in OPS:
         return f"unknown op {op!r}; use one of {', '.join(OPS)}"
     if op != "avg":  # every other op of OPS takes every dtype
         return None
@@ -119,18 +121,15 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         is running a collective on ``comm``.
     """
     lib = library_comm(comm)
-    hold(lib)
-    try:
-        name, work, recvbuf = prepare("allreduce", sendbuf, recvbuf, op, algorithm, lib)
+    with hold(lib):
+        name, work, recvbuf = _prepare("allreduce", sendbuf, recvbuf, op, algorithm, lib)
         if work is not None:
             FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
-            finish(work, recvbuf, op, lib.Get_size())
-    finally:
-        lib.in_use.release()
+            _finish(work, recvbuf, op, lib.Get_size())
     return recvbuf
 
 
-def prepare(kind: str, sendbuf, recvbuf, op, algorithm, lib, name: str | None = None):
+def _prepare(kind: str, sendbuf, recvbuf, op, algorithm, lib, name: str | None = None):
     """An all-reduce's validation (collective), the algorithm, and the send buffer copied into the work buffer.
 
     ``kind``: ``"allreduce"`` or ``"allreduce_start"`` (the check tells
@@ -161,7 +160,7 @@ def prepare(kind: str, sendbuf, recvbuf, op, algorithm, lib, name: str | None = 
     return chosen, work, recvbuf
 
 
-def finish(work, recvbuf, op: str, p: int):
+def _finish(work, recvbuf, op: str, p: int):
     """The last step of an all-reduce: divide for ``avg``, copy back to a cupy ``recvbuf``."""
     if op == "avg":
         np.divide(work, p, out=work)
@@ -190,11 +189,8 @@ def allgather(sendbuf, recvbuf=None, *, algorithm="auto", comm=None):
         ``recvbuf``.
     """
     lib = library_comm(comm)
-    hold(lib)
-    try:
+    with hold(lib):
         return _allgather(sendbuf, recvbuf, algorithm, lib)
-    finally:
-        lib.in_use.release()
 
 
 def _allgather(sendbuf, recvbuf, algorithm, lib):
@@ -247,11 +243,8 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
         This rank's reduced block.
     """
     lib = library_comm(comm)
-    hold(lib)
-    try:
+    with hold(lib):
         return _reduce_scatter(sendbuf, recvbuf, op, algorithm, lib)
-    finally:
-        lib.in_use.release()
 
 
 def _reduce_scatter(sendbuf, recvbuf, op, algorithm, lib):
@@ -306,11 +299,8 @@ def broadcast(buf, root=0, *, algorithm="auto", comm=None):
         ``buf``.
     """
     lib = library_comm(comm)
-    hold(lib)
-    try:
+    with hold(lib):
         return _broadcast(buf, root, algorithm, lib)
-    finally:
-        lib.in_use.release()
 
 
 def _broadcast(buf, root, algorithm, lib):

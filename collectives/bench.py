@@ -33,7 +33,7 @@ from mpi4py import MPI
 
 from . import api, cli
 from ._buffers import at_page_offset
-from ._comm import check_enabled, library_comm, set_check
+from ._comm import check_enabled, library_comm, unchecked
 from .passes import drain, share, visits
 from .registry import ALGORITHMS
 
@@ -304,17 +304,15 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     comm = MPI.COMM_WORLD
     cli.check_outputs(comm, {"--json": args.json, "--output": args.output}, PROG)
-    checked = check_enabled()
-    set_check(False)  # time the collectives, not the cross-rank check of their arguments
-    library_comm(comm)  # sets threads per rank, so the header reports what runs
-    env = environment(comm)
-    if comm.Get_rank() == 0:
-        print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")
-        for k, v in env.items():
-            print(f"# {k}: {v}")
-        print(_HEAD, flush=True)
-    records = run(args, comm)
-    set_check(checked)
+    with unchecked():  # time the collectives, not the cross-rank check of their arguments
+        library_comm(comm)  # sets threads per rank, so the header reports what runs
+        env = environment(comm)
+        if comm.Get_rank() == 0:
+            print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")
+            for k, v in env.items():
+                print(f"# {k}: {v}")
+            print(_HEAD, flush=True)
+        records = run(args, comm)
     if comm.Get_rank() == 0:
         if args.json:
             with open(args.json, "w") as f:

@@ -20,7 +20,7 @@ from . import _buffers as B
 from . import mpi_native
 from ._comm import hold, library_comm, pending_comm, pending_slots
 from ._engine import compile_rounds, rounds_posted
-from .api import finish, prepare
+from .api import _finish, _prepare
 from .reduce_ops import arithmetic_op
 from .registry import ALLREDUCE_ROUNDS, FAMILIES
 
@@ -54,11 +54,8 @@ def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=N
         cannot be seen (nothing else tells two equal-shaped buffers apart).
     """
     lib = library_comm(comm)
-    hold(lib)
-    try:
+    with hold(lib):
         return _start(sendbuf, recvbuf, op, algorithm, lib, name)
-    finally:
-        lib.in_use.release()
 
 
 class Pending:
@@ -110,13 +107,13 @@ class Pending:
 
 def _start(sendbuf, recvbuf, op, algorithm, lib, name) -> Pending:
     """:func:`allreduce_start` on the held library communicator ``lib``."""
-    chosen, work, recvbuf = prepare("allreduce_start", sendbuf, recvbuf, op, algorithm, lib, name)
+    chosen, work, recvbuf = _prepare("allreduce_start", sendbuf, recvbuf, op, algorithm, lib, name)
     if work is None:
         return Pending(recvbuf, lambda: None, name=name)
     reduce_op = arithmetic_op(op)
 
     def done():
-        finish(work, recvbuf, op, lib.Get_size())
+        _finish(work, recvbuf, op, lib.Get_size())
 
     if B.is_cupy(sendbuf):  # staged through the host: all-reduced now
         FAMILIES["allreduce"][chosen](work, reduce_op, lib)

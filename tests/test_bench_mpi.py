@@ -10,6 +10,7 @@ import pytest
 
 import collectives
 from collectives import bench
+from collectives._comm import check_enabled
 from conftest import world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -22,12 +23,14 @@ def test_bench_writes_records(collective, tmp_path_factory):
     js, h5 = f"{path}/out.json", f"{path}/out.h5"
     assert bench.main(["--collective", collective, "--min-bytes", "4", "--max-bytes", "1K",
                        "--repeats", "2", "--warmup", "1", "--quiet", "--json", js, "--output", h5]) == 0
+    assert check_enabled()  # and back on after it
     comm.Barrier()
     if comm.Get_rank() == 0:
         with open(js) as f:
             doc = json.load(f)
         algs = collectives.ALGORITHMS[collective]
         assert doc["environment"]["ranks"] == comm.Get_size()
+        assert doc["environment"]["check_mode"] == "off"  # timed without the cross-rank argument check
         assert "MPI" in doc["environment"]["mpi_library"] or doc["environment"]["mpi_library"]
         assert len(doc["records"]) == 9 * len(algs)  # sizes 4 B .. 1 KiB
         assert {r["algorithm"] for r in doc["records"]} == set(algs)

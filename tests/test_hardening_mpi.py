@@ -10,7 +10,7 @@ import pytest
 from mpi4py import MPI
 
 import collectives
-from collectives import CollectiveError, _comm
+from collectives import CollectiveError, _comm, threads
 from conftest import collective_assert, world
 from test_errors_mpi import raises_everywhere
 
@@ -18,45 +18,51 @@ pytestmark = pytest.mark.mpi(min_size=1)
 ALLREDUCE = collectives.ALGORITHMS["allreduce"]
 
 
-def test_two_threads_on_their_own_communicators_get_their_own_results():
-    """Each thread runs ring all-reduces on its own duplicate; the engine's scratch must not be shared."""
+@pytest.mark.parametrize("algorithm,n,rounds", [("ring", 1 << 14, 20), ("recursive_doubling", 1 << 18, 4)],
+                         ids=["ring-128KiB", "rd-2MiB-threaded-kernels"])
+def test_two_threads_on_their_own_communicators_get_their_own_results(algorithm, n, rounds):
+    """Each thread runs all-reduces on its own duplicate; the engine's scratch must not be shared.
+
+    Recursive doubling reduces the whole 2 MiB vector in every round, and with two Numba threads per
+    rank it runs the multithreaded kernels, launched from both Python threads at once."""
     comm = world()
     p, rank = comm.Get_size(), comm.Get_rank()
     comms = [comm.Dup() for _ in range(2)]
-    n, rounds = 1 << 14, 20
     wrong = [0, 0]
+    _comm.library_comm(comm)  # threads per rank configured as by any call, so that they are restored after
+    was = threads.count()
+    if n * 8 >= collectives.reduce_ops.PARALLEL_BYTES:
+        threads.configure(2)
     start = threading.Barrier(2)
 
     def work(t):
         start.wait()
         for i in range(rounds):
             x = np.full(n, (t + 1) * 1000 + i + rank, np.float64)
-            y = collectives.allreduce(x, algorithm="ring", comm=comms[t])
+            y = collectives.allreduce(x, algorithm=algorithm, comm=comms[t])
             want = p * ((t + 1) * 1000 + i) + p * (p - 1) / 2
             wrong[t] += int(not np.all(y == want))
 
-    threads = [threading.Thread(target=work, args=(t,)) for t in range(2)]
-    for th in threads:
+    workers = [threading.Thread(target=work, args=(t,)) for t in range(2)]
+    for th in workers:
         th.start()
-    for th in threads:
+    for th in workers:
         th.join(timeout=120)
+    threads.configure(was)
     for c in comms:
         c.Free()
-    collective_assert(comm, not any(th.is_alive() for th in threads), "a thread hung")
+    collective_assert(comm, not any(th.is_alive() for th in workers), "a thread hung")
     collective_assert(comm, wrong == [0, 0], f"wrong results per thread: {wrong}")
 
 
 def test_a_second_thread_on_a_busy_communicator_is_refused():
     comm = world()
     lib = _comm.library_comm(comm)
-    _comm.hold(lib)  # as a call running in another thread holds it
     caught = []
-    try:
+    with _comm.hold(lib):  # as a call running in another thread holds it
         th = threading.Thread(target=lambda: caught.append(_raises(lambda: collectives.allreduce(np.ones(3)))))
         th.start()
         th.join(timeout=60)
-    finally:
-        lib.in_use.release()
     collective_assert(comm, caught and "another thread" in caught[0], f"got {caught}")
     collective_assert(comm, np.all(collectives.allreduce(np.ones(3)) == comm.Get_size()), "not usable after")
 
