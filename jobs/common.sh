@@ -27,7 +27,7 @@
 #   only be another job's, and after a failed step those of this job, whose ranks are
 #   gone (steps here run one at a time); a segment some process still maps is kept.
 set -euo pipefail
-cd "${KIT_DIR:-${SLURM_SUBMIT_DIR:-.}}"
+cd "$KIT_DIR"  # set by the sbatch script that sources this file
 MPI_PLUGIN=${MPI_PLUGIN:-pmi2}
 PYTHON=${PYTHON:-python}
 OUT=${OUT:-results/slurm}

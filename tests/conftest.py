@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import os
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -64,3 +66,42 @@ def library_refuses(algorithm: str, dtype: str, call) -> bool:
     with pytest.raises(collectives.CollectiveError, match="cannot reduce"):
         call()
     return True
+
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+#: ``python -m mpi4py -c RUN RECORD MODULE ARGS...``: write this rank's mapped /dev/shm segments to
+#: ``RECORD.<rank>``, then run ``MODULE`` as ``__main__`` with ``ARGS``
+RUN = """
+import runpy, sys
+from mpi4py import MPI
+record, module = sys.argv.pop(1), sys.argv.pop(1)
+with open(f"{record}.{MPI.COMM_WORLD.Get_rank()}", "w") as f:
+    for line in open("/proc/self/maps"):
+        fields = line.split()
+        if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
+            print(fields[5], file=f)
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
+
+
+def launch(tmp_path, ranks: int, module: str, *args: str) -> subprocess.CompletedProcess:
+    """Run ``module`` on ``ranks`` ranks under ``python -m mpi4py``; assert it left no segment of its own.
+
+    Under ``python -m mpi4py`` a non-zero exit that escapes calls ``MPI_Abort``, which leaves MPICH's
+    shared-memory segment in ``/dev/shm``; an agreed exit finalizes MPI, which removes it.  Other runs may
+    leak segments meanwhile, so each rank first records the segments it has mapped, then runs ``module``
+    as ``python -m`` would; after the job none of those may be left.
+    """
+    record = str(tmp_path / "segments")
+    out = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpi4py", "-c", RUN, record, module,
+                          *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
+                         env=dict(os.environ, PYTHONPATH=ROOT))
+    mapped = set()
+    for rank in range(ranks):
+        with open(f"{record}.{rank}") as f:
+            mapped |= set(f.read().split())
+    assert mapped, "the ranks mapped no MPICH segment: nothing to check"
+    left = sorted(path for path in mapped if os.path.exists(path))
+    assert not left, f"MPI was aborted, not finalized: {left} left behind\n{out.stderr}"
+    return out

@@ -1,4 +1,5 @@
-"""An agreed exit of every command line, launched for real: its code, one message, and MPI finalized.
+"""An agreed exit of every command line, launched for real: its code, one message, and MPI finalized
+(:func:`conftest.launch`).
 
 Under ``python -m mpi4py`` a non-zero ``SystemExit`` that escapes calls
 ``MPI_Abort``, which leaves MPICH's shared-memory segment in ``/dev/shm``
@@ -13,40 +14,8 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
-import sys
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-#: ``python -m mpi4py -c RUN RECORD MODULE ARGS...``: write this rank's mapped /dev/shm segments to
-#: ``RECORD.<rank>``, then run ``MODULE`` as ``__main__`` with ``ARGS``
-RUN = """
-import runpy, sys
-from mpi4py import MPI
-record, module = sys.argv.pop(1), sys.argv.pop(1)
-with open(f"{record}.{MPI.COMM_WORLD.Get_rank()}", "w") as f:
-    for line in open("/proc/self/maps"):
-        fields = line.split()
-        if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
-            print(fields[5], file=f)
-runpy.run_module(module, run_name="__main__", alter_sys=True)
-"""
-
-
-def launch(tmp_path, ranks: int, module: str, *args: str) -> subprocess.CompletedProcess:
-    """Run ``module`` on ``ranks`` ranks under ``python -m mpi4py``; assert it left no segment of its own."""
-    record = str(tmp_path / "segments")
-    out = subprocess.run(["mpiexec", "-n", str(ranks), sys.executable, "-m", "mpi4py", "-c", RUN, record, module,
-                          *args], capture_output=True, text=True, timeout=120, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=ROOT))
-    mapped = set()
-    for rank in range(ranks):
-        with open(f"{record}.{rank}") as f:
-            mapped |= set(f.read().split())
-    assert mapped, "the ranks mapped no MPICH segment: nothing to check"
-    left = sorted(path for path in mapped if os.path.exists(path))
-    assert not left, f"MPI was aborted, not finalized: {left} left behind\n{out.stderr}"
-    return out
+from conftest import launch
 
 
 def _one_message(out, code: int, says: str) -> None:

@@ -4,16 +4,14 @@ warned about, a checkpoint never holding NaN, and an agreed exit of the real com
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 
 import numpy as np
 import pytest
 from mpi4py import MPI
 
+from conftest import launch
 from training import checkpoint, resume
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 SAVED = {"model": [64, 8, 10], "act": "relu", "batch": 32, "seed": 0,
          "dataset": {"name": "digits", "train": 1438, "test": 359},
@@ -64,30 +62,13 @@ def test_a_checkpoint_of_non_finite_values_is_never_written(tmp_path):
     assert ck["step"] == 1 and (ck["params"] == 1).all() and not os.path.exists(path + ".tmp")
 
 
-RUN_AND_NAME_THE_SEGMENT = """
-import runpy, sys
-from mpi4py import MPI
-MPI.COMM_WORLD.Barrier()
-if MPI.COMM_WORLD.Get_rank() == 0:
-    print(*sorted({l.split()[-1] for l in open("/proc/self/maps") if "/dev/shm/mpich_" in l}), flush=True)
-sys.argv = ["training.sync_sgd", *sys.argv[1:]]
-runpy.run_module("training.sync_sgd", run_name="__main__", alter_sys=True)
-"""
-
-
 @pytest.mark.parametrize("argv,code,message", [
     (["--lr", "nan"], 2, "error: argument --lr: expected a finite number > 0, got 'nan'"),
     (["--data", "/nonexistent/train.h5"], 2, "training.sync_sgd: --data /nonexistent/train.h5: no such file"),
     (["--epochs", "1", "--hidden", "8", "--batch", "32", "--quiet", "--lr", "1e6"], 3, "training diverged"),
 ])
-def test_an_agreed_exit_of_the_command_line_finalizes_mpi(argv, code, message):
+def test_an_agreed_exit_of_the_command_line_finalizes_mpi(tmp_path, argv, code, message):
     """Two real ranks: one message, the agreed code, and no MPI_Abort (which leaves MPICH's /dev/shm segment)."""
-    out = subprocess.run(["mpiexec", "-n", "2", sys.executable, "-m", "mpi4py", "-c", RUN_AND_NAME_THE_SEGMENT,
-                          *argv], capture_output=True, text=True, timeout=180, cwd=ROOT,
-                         env=dict(os.environ, PYTHONPATH=ROOT))
+    out = launch(tmp_path, 2, "training.sync_sgd", *argv)
     assert out.returncode == code, out.stderr
     assert out.stderr.count(message) == 1 and "MPI_Abort" not in out.stderr, out.stderr
-    segments = out.stdout.split("\n")[0].split()
-    assert all(s.startswith("/dev/shm/mpich_") for s in segments)
-    left = [s for s in segments if os.path.exists(s)]
-    assert not left, f"left behind: {left}"

@@ -54,7 +54,7 @@ def describe(args, source, sizes: list[int], ranks: int) -> dict:
 
 
 def _shown(key: str, value) -> str:
-    if key == "dataset":
+    if key == "dataset" and isinstance(value, dict) and {"name", "train", "test"} <= value.keys():
         return f"{value['name']} ({value['train']} train, {value['test']} test)"
     return str(value) if key == "model" else repr(value)
 

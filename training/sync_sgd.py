@@ -158,7 +158,7 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
         error = None
         try:
             numa.bind(args.bind, world, args.threads)
-        except ValueError as e:
+        except (ValueError, OSError) as e:  # a policy that does not fit; sched_setaffinity or libnuma refusing
             error = str(e)
         cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
@@ -221,11 +221,11 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
             global_step += 1
             if args.check:
                 sums = world.allgather(_checksum(model.params))
-                if len(set(sums)) != 1:
-                    raise RuntimeError(f"step {global_step}: parameters differ across ranks: {sums}")
+                cli.agree_or_exit(world, f"step {global_step}: parameters differ across ranks: {sums}"
+                                  if len(set(sums)) != 1 else None, PROG, code=1)
             rows.append({"step": global_step, "epoch": epoch, "loss": loss, "lr": lr,
                          "compute_s": compute[s], "comm_s": comm_t[s]})
-            if not divergence.finite(model.params):  # the same on every rank: no message needed to agree
+            if not divergence.finite_everywhere(model.params, world):
                 _diverged(args, world, "the parameters hold NaN or inf after the update", global_step, epoch,
                           saved_step, rows, config)
             if args.checkpoint_every and global_step % args.checkpoint_every == 0:
