@@ -163,6 +163,19 @@ def test_mismatches_raise_on_every_rank_with_the_default_check(call):
 
 
 @pytest.mark.mpi(min_size=2)
+@pytest.mark.parametrize("call", [
+    pytest.param(lambda r: collectives.allreduce_start(np.ones(3), name="g" if r else 7).wait(), id="name-int"),
+    pytest.param(lambda r: collectives.broadcast(np.ones(3), root=0 if r else 2 ** 70), id="root-2**70"),
+    pytest.param(lambda r: collectives.allreduce(np.ones(3), op="sum" if r else (lambda a, b: a)), id="op-lambda"),
+    pytest.param(lambda r: collectives.allreduce(np.ones(3), algorithm="ring" if r else np.int64(3)),
+                 id="algorithm-int"),
+])
+def test_arguments_of_the_wrong_type_on_one_rank_raise_on_every_rank(call):
+    rank = world().Get_rank()
+    raises_everywhere(lambda: call(rank), "rank 0")
+
+
+@pytest.mark.mpi(min_size=2)
 def test_blocking_and_nonblocking_calls_in_a_different_order_raise():
     comm = world()
     x, y = np.ones(5), np.ones(5)
