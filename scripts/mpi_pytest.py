@@ -5,12 +5,16 @@ Launched by scripts/run_tests.sh as
 Each rank writes ``RESULTS_DIR/mpi-P{P}-rank{r}.xml``; ranks other than 0
 write their terminal output to ``RESULTS_DIR/mpi-P{P}-rank{r}.log``.
 A rank that dies leaves no XML: scripts/summarize_junit.py counts its run as failed.
+A non-zero code (failed tests, or none collected) is agreed by every rank, so MPI
+is finalized rather than aborted (:func:`collectives.cli.run_main`).
 """
 
 import os
 import sys
 
 from mpi4py import MPI
+
+from collectives.cli import AgreedExit, run_main
 
 
 def main() -> int:
@@ -25,8 +29,11 @@ def main() -> int:
     import pytest
 
     code = pytest.main(["--with-mpi", f"--junitxml={stem}.xml", *args])
-    return comm.allreduce(int(code), op=MPI.MAX)
+    code = comm.allreduce(int(code), op=MPI.MAX)
+    if code:
+        raise AgreedExit(code)
+    return 0
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_main(main)

@@ -81,12 +81,17 @@ with open(f"{record}.{MPI.COMM_WORLD.Get_rank()}", "w") as f:
         fields = line.split()
         if len(fields) == 6 and fields[5].startswith("/dev/shm/"):
             print(fields[5], file=f)
-runpy.run_module(module, run_name="__main__", alter_sys=True)
+if module.endswith(".py"):  # a script, as python -m mpi4py script.py runs it
+    sys.argv[0] = module
+    runpy.run_path(module, run_name="__main__")
+else:
+    runpy.run_module(module, run_name="__main__", alter_sys=True)
 """
 
 
 def launch(tmp_path, ranks: int, module: str, *args: str) -> subprocess.CompletedProcess:
-    """Run ``module`` on ``ranks`` ranks under ``python -m mpi4py``; assert it left no segment of its own.
+    """Run ``module`` (or a script, ``path.py``) on ``ranks`` ranks under ``python -m mpi4py``; assert it left
+    no segment of its own.
 
     Under ``python -m mpi4py`` a non-zero exit that escapes calls ``MPI_Abort``, which leaves MPICH's
     shared-memory segment in ``/dev/shm``; an agreed exit finalizes MPI, which removes it.  Other runs may

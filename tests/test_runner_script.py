@@ -15,6 +15,8 @@ import sys
 
 import pytest
 
+from conftest import launch
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT = 10  # seconds: the serial run and P=2 finish well within it; P=3 hangs until it
 
@@ -101,3 +103,24 @@ def test_closing_line_counts_the_lost_rank_and_the_deadlock(run):
     runs = dict(line.split() for line in (results / "runs.txt").read_text().splitlines())
     assert runs["serial"] == "0" and runs["P=2"] != "0" and runs["P=3"] in ("124", "137")
     assert out.returncode == 1
+
+
+FAILING_TEST = """
+import pytest
+
+
+@pytest.mark.mpi
+def test_fails_on_every_rank():
+    assert False
+"""
+
+
+def test_a_run_with_failing_tests_exits_1_and_finalizes_mpi(tmp_path):
+    """Failed tests are an agreed exit of every rank: exit 1, and MPI finalized, not aborted (its segment gone)."""
+    (tmp_path / "test_failing.py").write_text(FAILING_TEST)
+    results = tmp_path / "results"
+    results.mkdir()
+    out = launch(tmp_path, 2, "scripts/mpi_pytest.py", str(results), "-q", "-p", "no:cacheprovider",
+                 "-p", "no:hypothesispytest", "--rootdir", str(tmp_path), str(tmp_path / "test_failing.py"))
+    assert out.returncode == 1, out.stderr
+    assert "1 failed" in out.stdout and "MPI_Abort" not in out.stderr
