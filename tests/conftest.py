@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import glob
 import hashlib
 import os
 import subprocess
 import sys
+from contextlib import contextmanager
 
 import numpy as np
 import pytest
@@ -110,3 +112,27 @@ def launch(tmp_path, ranks: int, module: str, *args: str) -> subprocess.Complete
     left = sorted(path for path in mapped if os.path.exists(path))
     assert not left, f"MPI was aborted, not finalized: {left} left behind\n{out.stderr}"
     return out
+
+
+@contextmanager
+def crashed_runs_cleaned_up():
+    """Remove the MPICH segments that processes killed inside the block leave in /dev/shm.
+
+    Only ``MPI_Finalize`` removes a segment, so a test that kills a rank on purpose leaves one (1-3 MB, in
+    RAM) on every run.  Removed: those that appeared during the block and that no live process maps (the
+    check :mod:`scripts/mpich_stale_shm` makes for Slurm jobs).
+    """
+    before = set(glob.glob("/dev/shm/mpich_*"))
+    try:
+        yield
+    finally:
+        sys.path.insert(0, os.path.join(ROOT, "scripts"))
+        try:
+            from mpich_stale_shm import mapped
+        finally:
+            sys.path.pop(0)
+        for path in set(glob.glob("/dev/shm/mpich_*")) - before - mapped():
+            try:
+                os.unlink(path)
+            except FileNotFoundError:
+                pass

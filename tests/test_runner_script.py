@@ -8,14 +8,12 @@ hangs until the script's time limit (``LIMIT``) ends the run. About 15 s.
 
 from __future__ import annotations
 
-import glob
 import os
 import subprocess
-import sys
 
 import pytest
 
-from conftest import launch
+from conftest import crashed_runs_cleaned_up, launch
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 LIMIT = 10  # seconds: the serial run and P=2 finish well within it; P=3 hangs until it
@@ -63,27 +61,10 @@ def run(tmp_path_factory):
                RANKS="2 3", LIMIT=str(LIMIT))
     only_the_tiny_file = [f"--ignore-glob={ROOT}/tests/test_*.py", "-p", "no:hypothesispytest",
                           str(where / "test_tiny.py")]
-    before = set(glob.glob("/dev/shm/mpich_*"))
-    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_tests.sh"), *only_the_tiny_file],
-                         env=env, capture_output=True, text=True, timeout=10 * LIMIT)
-    _remove_what_the_crashed_runs_left(before)
+    with crashed_runs_cleaned_up():  # the killed and the deadlocked run leave MPICH's shared memory
+        out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "run_tests.sh"), *only_the_tiny_file],
+                             env=env, capture_output=True, text=True, timeout=10 * LIMIT)
     return out, results, unrelated
-
-
-def _remove_what_the_crashed_runs_left(before: set[str]) -> None:
-    """The killed and the deadlocked run leave MPICH's shared memory (only MPI_Finalize removes it): remove
-    the segments that appeared during the run and that no live process maps, so the suite leaves nothing."""
-    sys.path.insert(0, os.path.join(ROOT, "scripts"))
-    try:
-        from mpich_stale_shm import mapped
-    finally:
-        sys.path.pop(0)
-    busy = mapped()
-    for path in set(glob.glob("/dev/shm/mpich_*")) - before - busy:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
 
 
 def test_only_the_files_the_script_writes_are_replaced(run):

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
+from conftest import crashed_runs_cleaned_up
 from training import checkpoint
 from training.data import DataError, digits, hdf5, synthetic
 from training.model import MLP
@@ -147,7 +148,8 @@ def test_a_run_killed_mid_write_leaves_the_last_checkpoint_readable(tmp_path):
         checkpoint.save({path!r}, MPI.COMM_SELF, params=np.ones(1000, np.float32), step=2, **kw)
     """)
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.getcwd(), os.environ.get("PYTHONPATH", "")]))
-    proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
+    with crashed_runs_cleaned_up():
+        proc = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, timeout=120)
     assert proc.returncode == -9, proc.stderr.decode()[-2000:]
     assert os.path.exists(path + ".tmp")  # the torn file is the temporary one
     ck = checkpoint.load(path)
