@@ -19,7 +19,6 @@ from mpi4py import MPI
 import collectives
 from collectives.bench import environment, format_size
 from collectives import cli
-from collectives.cli import positive_int, size_list
 
 
 def _block(x, algorithm, calls, comm) -> float:
@@ -32,12 +31,15 @@ def _block(x, algorithm, calls, comm) -> float:
 
 def main() -> int:
     ap = cli.ArgumentParser(prog="scripts/check_cost.py", description=__doc__.split("\n\n")[0])
-    ap.add_argument("--sizes", type=size_list, default=[4, 4096, 65536, 1 << 20], help="bytes, comma-separated")
+    ap.add_argument("--sizes", type=cli.size_list, default=[4, 4096, 65536, 1 << 20], help="bytes, comma-separated")
     ap.add_argument("--algorithms", default="mpi,recursive_doubling,ring")
-    ap.add_argument("--calls", type=positive_int, default=200, help="calls per block (fewer from 64 KiB)")
-    ap.add_argument("--blocks", type=positive_int, default=7, help="on/off block pairs per row")
+    ap.add_argument("--calls", type=cli.positive_int, default=200, help="calls per block (fewer from 64 KiB)")
+    ap.add_argument("--blocks", type=cli.positive_int, default=7, help="on/off block pairs per row")
     ap.add_argument("--json", metavar="PATH")
     args = ap.parse_args()
+    unknown = set(args.algorithms.split(",")) - set(collectives.ALGORITHMS["allreduce"])
+    if unknown:
+        ap.error(f"--algorithms: unknown all-reduce algorithm(s) {', '.join(sorted(unknown))}")
     comm = MPI.COMM_WORLD
     cli.check_outputs(comm, {"--json": args.json}, ap.prog)
     rows = []
