@@ -5,12 +5,13 @@
 >>> collectives.allreduce(x, x, algorithm="ring")           # in place
 """
 
-from . import schedule, traffic
-from ._comm import set_check
-from .api import allgather, allreduce, broadcast, reduce_scatter
-from .pending import Pending, allreduce_start
+from .algorithms import schedule
+from .runtime import traffic
+from .runtime.communicator import set_check
+from .runtime.api import allgather, allreduce, broadcast, reduce_scatter
+from .runtime.pending import Pending, allreduce_start
 from .errors import CollectiveError
-from .registry import ALGORITHMS
+from .runtime.registry import ALGORITHMS
 
 __all__ = [
     "allreduce",

@@ -31,11 +31,12 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from . import api, cli
-from ._buffers import at_page_offset
-from ._comm import check_enabled, library_comm, unchecked
+from .runtime import api
+from . import cli
+from .runtime.buffers import at_page_offset
+from .runtime.communicator import check_enabled, library_comm, unchecked
 from .passes import drain, share, visits
-from .registry import ALGORITHMS
+from .runtime.registry import ALGORITHMS
 
 _RUN = {
     "allreduce": lambda x, y, alg, comm: api.allreduce(x, y, algorithm=alg, comm=comm),
@@ -112,7 +113,7 @@ def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
     """Send and receive buffers, all at one offset in their pages (numpy's usual).
 
     So that malloc's placement does not decide copy speeds (see
-    :func:`collectives._buffers.at_page_offset`).
+    :func:`collectives.runtime.buffers.at_page_offset`).
     """
     n = max(nbytes // dtype.itemsize, 1)
     rng = np.random.default_rng(rank)
@@ -126,7 +127,7 @@ def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
         m = max(n // p, 1)
         return filled(m), at_page_offset(m * p, dtype), m * p
     if collective == "reduce_scatter":
-        from .schedule import partition
+        from .algorithms.schedule import partition
 
         off = partition(n, p)
         return filled(n), at_page_offset(off[rank + 1] - off[rank], dtype), n

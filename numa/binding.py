@@ -13,7 +13,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from collectives import threads
+from . import threads
 
 from . import memory
 from .placement import place
@@ -60,7 +60,7 @@ def _settle_numba_pool(n: int) -> None:
     ``NUMBA_NUM_THREADS`` (or, unset, the size of the affinity mask just
     changed) differs from the size of a thread pool already launched.  So
     the variable is set to the pool's size once it runs (the rank then uses
-    ``n`` of those threads, see :func:`collectives.threads.configure`), and to
+    ``n`` of those threads, see :func:`numa.threads.configure`), and to
     ``n``, read at once, before; child processes see the same value.
     """
     import numba

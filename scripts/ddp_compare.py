@@ -27,7 +27,7 @@ from mpi4py import MPI
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from collectives import threads  # noqa: E402
+from numa import threads
 from training import sync_sgd  # noqa: E402
 from training.data import digits  # noqa: E402
 from training.sampler import GlobalBatchSampler  # noqa: E402
@@ -101,7 +101,7 @@ def main(argv=None) -> int:
         if comm.Get_rank() == 0:
             print("needs torch: pip install -e '.[compare]' (torch==2.13.0, CPU)", file=sys.stderr)
         return 2
-    from collectives._comm import library_comm
+    from collectives.runtime.communicator import library_comm
 
     library_comm(comm)  # our threads per rank; give torch the same
     n_threads = threads.current()["numba"]

@@ -61,7 +61,7 @@ def pytest_collection_modifyitems(config, items):
 def library_refuses(algorithm: str, dtype: str, call) -> bool:
     """Where the MPI library cannot reduce ``dtype``, ``"mpi"`` must refuse it cleanly."""
     import collectives
-    from collectives import mpi_native
+    from collectives.runtime import mpi_native
 
     if algorithm != "mpi" or mpi_native.unsupported(np.dtype(dtype)) is None:
         return False

@@ -10,9 +10,11 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives import alphabeta, auto, cost_model
+from collectives.alphabeta import command as alphabeta
+from collectives.runtime import auto
+from collectives.model import cost_model
 from collectives.passes import drain
-from collectives.profile import Profile, load
+from collectives.model.profile import Profile, load
 from conftest import world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -138,7 +140,7 @@ def test_calls_of_every_algorithm_are_timed_interleaved(passes, monkeypatch):
 
 
 def test_the_reduce_writes_a_buffer_of_its_own_or_the_one_just_sent(monkeypatch):
-    from collectives import reduce_ops
+    from collectives.runtime import reduce_ops
 
     comm = world()
     into = []
@@ -163,7 +165,7 @@ def test_the_reduce_writes_a_buffer_of_its_own_or_the_one_just_sent(monkeypatch)
 
 
 def test_the_lone_reduce_runs_on_rank_0_only(monkeypatch):
-    from collectives import reduce_ops
+    from collectives.runtime import reduce_ops
 
     comm = world()
     sizes = [64, 4096]
@@ -266,7 +268,7 @@ def test_auto_from_a_profile_runs_the_predicted_algorithm(nbytes, tmp_path_facto
 
 
 def test_the_api_keeps_auto_decisions_per_communicator_until_a_new_profile():
-    from collectives._comm import library_comm
+    from collectives.runtime.communicator import library_comm
 
     comm = world()
     p = comm.Get_size()

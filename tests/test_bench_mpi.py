@@ -10,7 +10,7 @@ import pytest
 
 import collectives
 from collectives import bench
-from collectives._comm import check_enabled
+from collectives.runtime.communicator import check_enabled
 from conftest import world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -87,7 +87,7 @@ def test_an_unwritable_output_stops_every_rank_before_the_sweep(option, name, tm
 @pytest.mark.parametrize("dtype", [np.uint8, np.float32, np.float64])
 @pytest.mark.parametrize("count", [0, 1, 7, 1000, 1 << 18])
 def test_bench_buffers_share_one_page_offset(count, dtype):
-    from collectives._buffers import MALLOC_OFFSET, PAGE, at_page_offset
+    from collectives.runtime.buffers import MALLOC_OFFSET, PAGE, at_page_offset
 
     a = at_page_offset(count, dtype)
     assert a.dtype == dtype and a.shape == (count,) and a.flags.c_contiguous

@@ -7,7 +7,8 @@ from __future__ import annotations
 
 import pytest
 
-from collectives import alphabeta, bench, cli
+from collectives import bench, cli
+from collectives.alphabeta import command as alphabeta
 from numa import __main__ as numa_main
 from training import roofline
 

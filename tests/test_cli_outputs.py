@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from collectives import _plots, cli
+from collectives import cli, plots
 from training import roofline
 
 TINY = ["--threads", "1", "--kernels", "triad", "--sizes", "64K", "--budget", "0.01", "--triad-bytes", "1M",
@@ -27,7 +27,7 @@ def test_roofline_unwritable_output_stops_before_measuring(option, tmp_path, cap
 
 def test_plot_without_matplotlib_is_refused_before_measuring(tmp_path, capsys, monkeypatch):
     monkeypatch.setitem(sys.modules, "matplotlib", None)  # as if not installed: its import fails
-    assert "pip install" in _plots.missing()
+    assert "pip install" in plots.missing()
     with pytest.raises(cli.AgreedExit):
         roofline.main([*TINY, "--plot", str(tmp_path / "roof.png")])
     out, err = capsys.readouterr()

@@ -6,22 +6,22 @@ import math
 
 import pytest
 
-from collectives import (
+from collectives.algorithms import (
     binomial,
     bruck,
-    cost_model,
     double_binary_tree,
     naive_ps,
     rabenseifner,
     recursive_doubling,
-    registry,
     ring,
     scatter_allgather,
     sharded_ps,
 )
-from collectives.hockney import Piecewise
-from collectives.profile import Profile
-from collectives.schedule import partition
+from collectives.model import cost_model
+from collectives.runtime import registry
+from collectives.model.hockney import Piecewise
+from collectives.model.profile import Profile
+from collectives.algorithms.schedule import partition
 
 ALPHA, BETA, GAMMA, O = 3e-6, 1e-9, 4e-10, 5e-6
 ITEM = 4
@@ -306,7 +306,7 @@ def test_scratch_formula_matches_the_schedules(family, alg, p, n):
 
 def _two_regimes(cut, fast, slow, footprint):
     """A cost whose bytes get ``slow`` once the size passes ``cut`` (a cache running out)."""
-    from collectives.hockney import Segment
+    from collectives.model.hockney import Segment
 
     return Piecewise((Segment(0.0, cut, 0.0, fast), Segment(cut, math.inf, 0.0, slow)), footprint=footprint)
 

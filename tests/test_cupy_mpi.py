@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import collectives
-import collectives.mpi_native
+import collectives.runtime.mpi_native
 from conftest import assert_identical_everywhere, collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -22,7 +22,7 @@ except Exception as exc:  # pragma: no cover - depends on the machine
 @pytest.mark.parametrize("algorithm", collectives.ALGORITHMS["allreduce"])
 def test_allreduce_cupy_equals_numpy(algorithm, dtype, rng):
     x = rng.integers(-100, 100, 100_003).astype(dtype)
-    if algorithm == "mpi" and collectives.mpi_native.unsupported(np.dtype(dtype)):
+    if algorithm == "mpi" and collectives.runtime.mpi_native.unsupported(np.dtype(dtype)):
         pytest.skip("this MPI library cannot reduce this dtype (tested in test_allreduce_mpi)")
     want = collectives.allreduce(x, algorithm=algorithm)
     gx = cupy.asarray(x)

@@ -4,9 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from collectives import _engine, double_binary_tree, rabenseifner, recursive_doubling, ring
-from collectives._engine import PLANS_KEPT, compile_rounds
-from collectives.schedule import Recv, Round, Send
+from collectives.runtime import engine as _engine
+from collectives.algorithms import double_binary_tree, rabenseifner, recursive_doubling, ring
+from collectives.runtime.engine import PLANS_KEPT, compile_rounds
+from collectives.algorithms.schedule import Recv, Round, Send
 
 
 def test_a_round_compiles_to_byte_ranges_scratch_slots_and_traffic():

@@ -6,7 +6,8 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives import CollectiveError, traffic
+from collectives import CollectiveError
+from collectives.runtime import traffic
 from conftest import collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)

@@ -17,8 +17,9 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives import CollectiveError, mpi_native, traffic
-from collectives.schedule import partition
+from collectives import CollectiveError
+from collectives.runtime import mpi_native, traffic
+from collectives.algorithms.schedule import partition
 from conftest import collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=2)

@@ -10,7 +10,9 @@ import pytest
 from mpi4py import MPI
 
 import collectives
-from collectives import CollectiveError, _comm, threads
+from collectives import CollectiveError
+from collectives.runtime import communicator as _comm
+from numa import threads
 from conftest import collective_assert, world
 from test_errors_mpi import raises_everywhere
 
@@ -31,7 +33,7 @@ def test_two_threads_on_their_own_communicators_get_their_own_results(algorithm,
     wrong = [0, 0]
     _comm.library_comm(comm)  # threads per rank configured as by any call, so that they are restored after
     was = threads.count()
-    if n * 8 >= collectives.reduce_ops.PARALLEL_BYTES:
+    if n * 8 >= collectives.runtime.reduce_ops.PARALLEL_BYTES:
         threads.configure(2)
     start = threading.Barrier(2)
 
@@ -212,7 +214,7 @@ def test_named_starts_in_a_different_order_raise_instead_of_swapping():
 def test_min_and_max_propagate_nan_with_every_algorithm(algorithm, op, dtype):
     comm = world()
     p, rank = comm.Get_size(), comm.Get_rank()
-    if algorithm == "mpi" and collectives.mpi_native.unsupported(np.dtype(dtype)):
+    if algorithm == "mpi" and collectives.runtime.mpi_native.unsupported(np.dtype(dtype)):
         pytest.skip(f"this MPI cannot reduce {dtype}")
     n = 2 * p + 3
     x = (np.arange(n) + rank).astype(dtype)

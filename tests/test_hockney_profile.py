@@ -9,9 +9,9 @@ import math
 import numpy as np
 import pytest
 
-from collectives import auto
-from collectives.hockney import Piecewise, fit
-from collectives.profile import ENV, Profile, active, load
+from collectives.runtime import auto
+from collectives.model.hockney import Piecewise, fit
+from collectives.model.profile import ENV, Profile, active, load
 
 
 def _sizes():
@@ -195,7 +195,7 @@ def test_auto_decides_again_after_set_profile():
 
 
 def test_footprint_round_trips_and_moves_only_the_slope():
-    from collectives.hockney import Segment
+    from collectives.model.hockney import Segment
 
     pw = Piecewise((Segment(0.0, 1e6, 1e-6, 1e-10), Segment(1e6, math.inf, 5e-6, 3e-10)), footprint=6.0)
     assert Piecewise.from_dict(pw.to_dict()) == pw

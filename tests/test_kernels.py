@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from numpy.lib.stride_tricks import sliding_window_view
 
-from collectives import threads
+from numa import threads
 from training.kernels import (
     ACTIVATIONS,
     Layout,

@@ -158,7 +158,7 @@ BIND_AFTER_THE_POOL_THEN_COMPILE = """
 import numba, numpy as np
 from mpi4py import MPI
 import numa
-from collectives import threads
+from numa import threads
 threads.configure(2)  # Numba's pool launched, as any collective or kernel does first
 numa.bind("compact", MPI.COMM_SELF, threads_per_rank=1, mem=None)
 f = numba.njit(lambda a: a.sum() + 1)  # a kernel compiled after the pinning: Numba re-reads its configuration

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives.schedule import partition
+from collectives.algorithms.schedule import partition
 from conftest import library_refuses, assert_identical_everywhere, collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)

@@ -7,7 +7,7 @@ import pytest
 
 import collectives
 from collectives import CollectiveError
-from collectives._comm import PENDING_SLOTS
+from collectives.runtime.communicator import PENDING_SLOTS
 from conftest import world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -53,7 +53,7 @@ def test_more_in_flight_than_slots_match_mpi(algorithm, op):
 
 
 def test_bad_input_raises_on_every_rank_before_any_message():
-    from collectives._comm import check_enabled
+    from collectives.runtime.communicator import check_enabled
 
     comm = world()
     was = check_enabled()

@@ -5,9 +5,16 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collectives import threads
+from numa import threads
 from collectives.errors import CollectiveError
-from collectives.reduce_ops import DTYPES, OPS, PARALLEL_BYTES, arithmetic_op, check_op, combine
+from collectives.runtime.reduce_ops import (
+    DTYPES,
+    OPS,
+    PARALLEL_BYTES,
+    arithmetic_op,
+    check_op,
+    combine,
+)
 
 REFERENCE = {"sum": np.add, "prod": np.multiply, "min": np.minimum, "max": np.maximum}
 

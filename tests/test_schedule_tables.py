@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collectives import (
+from collectives.algorithms import (
     binomial,
     bruck,
     double_binary_tree,
@@ -16,7 +16,7 @@ from collectives import (
     scatter_allgather,
     sharded_ps,
 )
-from collectives.schedule import Recv, Round, Send, check_matched, partition, simulate
+from collectives.algorithms.schedule import Recv, Round, Send, check_matched, partition, simulate
 
 
 def peers(rounds):

@@ -1,4 +1,4 @@
-"""Threads per rank: the rule of collectives.threads, and that it reaches Numba and BLAS."""
+"""Threads per rank: the rule of numa.threads, and that it reaches Numba and BLAS."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import os
 import numba
 import pytest
 
-from collectives import threads
+from numa import threads
 
 VARS = ("NUMBA_NUM_THREADS", "SLURM_CPUS_PER_TASK", "MPI_LOCALNRANKS", "OMPI_COMM_WORLD_LOCAL_SIZE",
         "SLURM_NTASKS_PER_NODE")

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives import traffic
-from collectives._fold import pow2_below
-from collectives.double_binary_tree import trees
-from collectives.schedule import partition
+from collectives.runtime import traffic
+from collectives.algorithms._fold import pow2_below
+from collectives.algorithms.double_binary_tree import trees
+from collectives.algorithms.schedule import partition
 from conftest import collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -116,7 +116,7 @@ def test_double_binary_tree_carries_about_n_per_rank():
     comm = world()
     p, rank = comm.Get_size(), comm.Get_rank()
     n = 4096
-    registry = collectives.registry
+    registry = collectives.runtime.registry
     t = measure("allreduce", "double_binary_tree", n)
     # each tree moves its half once up and once down each edge touching this rank
     halves = (n // 2, n - n // 2)

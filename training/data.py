@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from collectives.schedule import partition
+from collectives.algorithms.schedule import partition
 
 __all__ = ["Source", "digits", "synthetic", "hdf5", "open_source", "DataError"]
 

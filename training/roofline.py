@@ -28,7 +28,8 @@ import numpy as np
 from mpi4py import MPI
 from numba import njit, prange
 
-from collectives import _plots, cli, threads
+from collectives import cli, plots
+from numa import threads
 from collectives.bench import format_size
 
 __all__ = ["triad_kernel", "stream_triad", "gemm_peak", "fma_peak", "run_cases", "main"]
@@ -166,7 +167,7 @@ def _table(records) -> str:
 
 
 def _plot(path: str, roof: dict, records: list[dict]) -> None:
-    plt = _plots.pyplot()
+    plt = plots.pyplot()
     bw, peak = roof["triad"]["GBps"], max(roof["gemm"]["GFLOPs"], roof["fma"]["GFLOPs"])
     ai = np.geomspace(0.01, 1000, 400)
     fig, ax = plt.subplots(figsize=(7, 4.5))
@@ -247,7 +248,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     # one process, its own outputs: COMM_SELF (under mpiexec each rank would be a roofline of its own)
     cli.check_outputs(MPI.COMM_SELF, {"--json": args.json, "--plot": args.plot}, PROG)
-    cli.agree_or_exit(MPI.COMM_SELF, _plots.missing() if args.plot else None, PROG)
+    cli.agree_or_exit(MPI.COMM_SELF, plots.missing() if args.plot else None, PROG)
     runs = []
     for count in args.scaling or [args.threads]:
         roof = measure(args, count)

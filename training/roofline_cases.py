@@ -15,7 +15,7 @@ from typing import Callable
 import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 
-from collectives.reduce_ops import combine
+from collectives.runtime.reduce_ops import combine
 
 from .kernels import (
     bias_act,

@@ -3,7 +3,7 @@
 Like PyTorch's ``DistributedSampler`` every rank draws the same permutation
 from ``(seed, epoch)``; unlike it, the permutation is cut into *global*
 batches first, and each global batch into ``P`` consecutive parts (sizes
-from :func:`collectives.schedule.partition`, differing by at most one).  So
+from :func:`collectives.algorithms.schedule.partition`, differing by at most one).  So
 P ranks with global batch B see exactly the samples that one rank with
 batch B sees, step for step, and P need not divide B or the dataset.  The
 last ``n mod B`` samples of each epoch's permutation are dropped (a
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from collectives.schedule import partition
+from collectives.algorithms.schedule import partition
 
 __all__ = ["GlobalBatchSampler"]
 

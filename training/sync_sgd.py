@@ -38,9 +38,10 @@ import numpy as np
 from mpi4py import MPI
 
 import collectives
-from collectives import cli, threads
-from collectives._comm import library_comm
-from collectives.schedule import partition
+from collectives import cli
+from numa import threads
+from collectives.runtime.communicator import library_comm
+from collectives.algorithms.schedule import partition
 
 from . import checkpoint, divergence, options, resume
 from .model import MLP

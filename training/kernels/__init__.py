@@ -2,7 +2,7 @@
 
 Matrix products stay on BLAS (numpy); these are the passes around them.
 The element-wise reduction the collectives use is
-:func:`collectives.reduce_ops.combine`.
+:func:`collectives.runtime.reduce_ops.combine`.
 """
 
 from .activation import ACTIVATIONS, bias_act, bias_act_backward

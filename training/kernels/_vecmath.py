@@ -25,7 +25,7 @@ from llvmlite import ir
 from numba import njit, types as nbtypes
 from numba.extending import intrinsic, overload
 
-from collectives import threads
+from numa import threads
 
 __all__ = ["exp", "tanh", "sigmoid", "variants", "pick", "PARALLEL_BYTES"]
 

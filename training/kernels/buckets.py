@@ -15,7 +15,7 @@ from typing import Sequence
 import numpy as np
 from numba import prange
 
-from collectives import threads
+from numa import threads
 
 from ._vecmath import PARALLEL_BYTES, variants
 

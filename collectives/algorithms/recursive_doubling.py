@@ -3,7 +3,7 @@
 All-reduce swaps the whole vector every round: ``log2 P`` rounds of ``n``
 bytes, the latency-optimal choice for small messages.  All-gather swaps
 everything gathered so far, doubling it each round.  A non-power-of-two P is
-folded onto the largest power of two below it (see :mod:`collectives._fold`):
+folded onto the largest power of two below it (see :mod:`collectives.algorithms._fold`):
 one extra round before and one after.
 """
 

@@ -17,7 +17,7 @@ machine hits one pass of each, not all of one):
   half the round trip is the one-way time ``T(n)``; and an **exchange**, both
   ranks sending ``n`` bytes at once, posted and waited for as the engine
   runs a round.  Each is fitted with a piecewise Hockney model
-  ``T(n) = alpha + beta*n`` (:mod:`collectives.hockney`), with a breakpoint
+  ``T(n) = alpha + beta*n`` (:mod:`collectives.model.hockney`), with a breakpoint
   wherever the protocol changes.
 - **gamma**: our reduce kernel (sum, float32) and a memory copy, fitted the
   same way, each timed where the library runs it (right after an exchange,
@@ -37,7 +37,7 @@ machine hits one pass of each, not all of one):
   inter-node links show apart.
 
 Outputs: a table on stdout; the profile as JSON (``--json PATH``, or
-``--save`` to the default path ``auto`` reads, see :mod:`collectives.profile`);
+``--save`` to the default path ``auto`` reads, see :mod:`collectives.model.profile`);
 raw timings in HDF5 (``--output PATH.h5``); a PNG of points and fitted
 lines (``--plot PATH.png``, needs matplotlib: ``pip install .[plots]``).
 
@@ -63,13 +63,15 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from . import auto, cli, cost_model
-from ._buffers import at_page_offset
-from ._comm import library_comm, ranks_per_node, unchecked
-from .bench import environment, format_size, sizes
-from .hockney import Piecewise, fit
-from .passes import drain, interleave, share, visits
-from .profile import Profile, default_path, load
+from ..runtime import auto
+from .. import cli
+from ..model import cost_model
+from ..runtime.buffers import at_page_offset
+from ..runtime.communicator import library_comm, ranks_per_node, unchecked
+from ..bench import environment, format_size, sizes
+from ..model.hockney import Piecewise, fit
+from ..passes import drain, interleave, share, visits
+from ..model.profile import Profile, default_path, load
 
 TAG = 77
 
@@ -103,7 +105,7 @@ POOL = 3
 
 
 def _exchange(comm: MPI.Comm, send, recv, peer: int) -> None:
-    """Swap ``send`` for ``recv`` with ``peer`` as :mod:`collectives._engine` runs a round.
+    """Swap ``send`` for ``recv`` with ``peer`` as :mod:`collectives.runtime.engine` runs a round.
 
     Receive posted first, then the send; wait for the receive, then the
     send (an engine round that reduces into the range it sends waits the
@@ -211,7 +213,7 @@ def _timed(run):
 def make_pools(nbytes_list) -> dict:
     """``{n: POOL float32 buffers of n bytes}`` (at least one element), filled, for every measurement.
 
-    All at one page offset (see :func:`collectives._buffers.at_page_offset`).
+    All at one page offset (see :func:`collectives.runtime.buffers.at_page_offset`).
 
     The profile's measurements share one set, kept for all their passes:
     each size its own arrays, allocated as a user's array of that size
@@ -269,7 +271,7 @@ def local_kernel(comm: MPI.Comm, kind: str, nbytes_list, budget: float, passes: 
     ``{nbytes: array of seconds}`` (each sample the slowest rank's) on every
     rank, ``nbytes`` whole float32 elements.
     """
-    from .reduce_ops import combine
+    from ..runtime.reduce_ops import combine
 
     if kind not in ("reduce", "reduce_sent", "copy"):
         raise ValueError(f"unknown kernel {kind!r}")
@@ -311,8 +313,8 @@ def round_times(comm: MPI.Comm, budget: float, passes: int = 1, counts=(1, 2, 4,
     ``{rounds: median seconds}`` on every rank.  :func:`slope` of it is the
     time per round.
     """
-    from ._engine import execute
-    from .schedule import Recv, Round, Send
+    from ..runtime.engine import execute
+    from ..algorithms.schedule import Recv, Round, Send
 
     rank, p = comm.Get_rank(), comm.Get_size()
     peer = rank ^ 1
@@ -361,7 +363,7 @@ def call_times(comm: MPI.Comm, budget: float, passes: int = 1, families=FAMILIES
     A pass generator (:mod:`collectives.passes`); its result is
     ``{(family, algorithm): array of seconds}`` on every rank.
     """
-    from .bench import _RUN, _buffers
+    from ..bench import _RUN, _buffers
 
     rank, p = comm.Get_rank(), comm.Get_size()
     bufs = {f: _buffers(f, 4 * p, np.dtype(np.float32), p, rank) for f in families}
@@ -611,7 +613,7 @@ def write_hdf5(path: str, prof: Profile, raw: dict) -> None:
 
 def _bench_args(args, algorithms: str = ""):
     """``collectives.bench`` arguments of ``--predict``'s sweep (``algorithms``: default all)."""
-    from . import bench
+    from .. import bench
 
     return bench.parse_args(
         ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
@@ -622,7 +624,7 @@ def _bench_args(args, algorithms: str = ""):
 
 def alongside_bench(comm: MPI.Comm, args):
     """The bench of every predictable algorithm (and ``mpi``) as a pass generator, for :func:`measure`."""
-    from . import bench
+    from .. import bench
 
     return bench.sweep(_bench_args(args, ",".join(cost_model.predictable(args.collective))), comm)
 
@@ -638,7 +640,7 @@ def predict_table(comm: MPI.Comm, prof: Profile, args, alongside: list[dict] | N
     (``auto_vs_best``, and every row's ``bench_us``).  Without
     ``alongside`` (a saved profile), both use this bench.
     """
-    from . import bench
+    from .. import bench
 
     auto.set_profile(prof)
     records = bench.run(_bench_args(args), comm)
@@ -776,11 +778,11 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 def _check_outputs(comm: MPI.Comm, args) -> None:
     """Every output writable (``--save``'s directory created) and matplotlib there for ``--plot``, before the work."""
-    from . import _plots
+    from .. import plots
 
     cli.check_outputs(comm, {"--json": args.json, "--output": args.output, "--plot": args.plot}, PROG)
     cli.check_outputs(comm, {"--save": default_path() if args.save else None}, PROG, parents=True)
-    cli.agree_or_exit(comm, _plots.missing() if args.plot and comm.Get_rank() == 0 else None, PROG)
+    cli.agree_or_exit(comm, plots.missing() if args.plot and comm.Get_rank() == 0 else None, PROG)
 
 
 def main(argv=None) -> int:
@@ -830,15 +832,12 @@ def main(argv=None) -> int:
         if args.output:
             write_hdf5(args.output, prof, raw)
         if args.plot:
-            from . import _plots
+            from .. import plots
 
             if args.simulate:
-                _plots.winners(result["simulation"], args.collective, args.plot)
+                plots.winners(result["simulation"], args.collective, args.plot)
             else:
-                _plots.fits(prof, raw, args.plot)
+                plots.fits(prof, raw, args.plot)
             print(f"# plot written to {args.plot}")
     return 0
 
-
-if __name__ == "__main__":
-    cli.run_main(main)

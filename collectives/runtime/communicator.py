@@ -11,8 +11,8 @@ from typing import Callable, Iterator
 import numpy as np
 from mpi4py import MPI
 
-from . import threads
-from .errors import CollectiveError
+from numa import threads
+from ..errors import CollectiveError
 
 _KEYVAL = MPI.Comm.Create_keyval()
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
@@ -90,7 +90,7 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
     first call on each communicator.  That first call also learns how many
     ranks share each node (see :func:`ranks_per_node`) and checks that every
     rank uses the same cost profile for ``auto`` (see
-    :mod:`collectives.profile`) and the same check mode (see
+    :mod:`collectives.model.profile`) and the same check mode (see
     :func:`set_check`), raising :class:`CollectiveError` on every rank if
     not: ranks that pick different algorithms would deadlock, and so would
     a rank that checks against one that does not.
@@ -186,7 +186,7 @@ class _LibraryComm(MPI.Intracomm):
 
     ``auto`` needs them on every call; an MPI attribute lookup
     (``Get_attr``) cost 0.4 us there on the dev VM, a Python attribute
-    0.03 us.  ``decisions``: :func:`collectives.auto.decisions` for this
+    0.03 us.  ``decisions``: :func:`collectives.runtime.auto.decisions` for this
     communicator's size and node shape.  ``in_use``: held while a call runs
     on this communicator (see :func:`hold`).  ``check_buf``: the two integers
     :func:`agree` reduces, kept so that a check allocates nothing.
@@ -228,7 +228,7 @@ def hold(lib: MPI.Comm) -> _Exclusive:
     so their matching call waits (under ``python -m mpi4py`` the error
     aborts the job).  Calls on *different* communicators may run in
     concurrent threads: each thread has its own scratch memory
-    (:mod:`collectives.workspace`) and its own traffic counters.
+    (:mod:`collectives.runtime.workspace`) and its own traffic counters.
     """
     return lib.in_use
 

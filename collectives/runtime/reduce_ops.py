@@ -19,8 +19,8 @@ import threading
 import numpy as np
 from numba import njit, prange
 
-from . import threads
-from .errors import CollectiveError
+from numa import threads
+from ..errors import CollectiveError
 
 __all__ = ["OPS", "DTYPES", "PARALLEL_BYTES", "combine", "check_op", "arithmetic_op"]
 

@@ -16,11 +16,10 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import (
+from ..algorithms import (
     binomial,
     bruck,
     double_binary_tree,
-    mpi_native,
     naive_ps,
     rabenseifner,
     recursive_doubling,
@@ -28,7 +27,8 @@ from . import (
     scatter_allgather,
     sharded_ps,
 )
-from ._engine import execute
+from . import mpi_native
+from .engine import execute
 from .workspace import scratch
 
 #: Ring messages are cut into segments of this many bytes (0: one message per block).

@@ -6,14 +6,14 @@ import zlib
 
 import numpy as np
 
-from . import _buffers as B
+from . import buffers as B
 from . import mpi_native
-from ._comm import agree, check_enabled, hold, library_comm
+from .communicator import agree, check_enabled, hold, library_comm
 from .auto import choose
-from .errors import CollectiveError
+from ..errors import CollectiveError
 from .reduce_ops import OPS, arithmetic_op, check_op
 from .registry import ALGORITHMS, FAMILIES
-from .schedule import partition
+from ..algorithms.schedule import partition
 
 __all__ = ["allreduce", "allgather", "reduce_scatter", "broadcast"]
 
@@ -22,8 +22,8 @@ def _resolve(family: str, algorithm: str, count: int, buf, lib) -> tuple[str | N
     """``(the algorithm to run, None)``: ``algorithm`` itself or ``auto``'s choice; ``(None, why)`` if unknown.
 
     ``auto`` is tested first, and looks up the communicator's earlier
-    decisions before asking :func:`~collectives.auto.choose` (see
-    :func:`collectives.auto.decisions`).
+    decisions before asking :func:`~collectives.runtime.auto.choose` (see
+    :func:`collectives.runtime.auto.decisions`).
     """
     if not isinstance(algorithm, str):
         return None, f"algorithm must be a str, one of {', '.join(ALGORITHMS[family])}; got {type(algorithm).__name__}"
@@ -38,7 +38,7 @@ def _resolve(family: str, algorithm: str, count: int, buf, lib) -> tuple[str | N
     return algorithm, None
 
 
-#: Call kinds, the first integer of a call's signature (see :func:`collectives._comm.agree`).
+#: Call kinds, the first integer of a call's signature (see :func:`collectives.runtime.communicator.agree`).
 _KINDS = ("allreduce", "allreduce_start", "allgather", "reduce_scatter", "broadcast")
 
 
@@ -52,7 +52,7 @@ def _settle(lib, kind: str, count: int, buf, op: str | None, algorithm, local_er
     """Make every rank raise together (check mode) or raise here (no check).
 
     With the check on, the call's signature is compared across ranks as
-    integers (:func:`collectives._comm.agree`); the words that describe it
+    integers (:func:`collectives.runtime.communicator.agree`); the words that describe it
     are built only for a message.
     """
     if name is not None and not isinstance(name, str):
@@ -223,7 +223,7 @@ def reduce_scatter(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=No
     """Reduce ``sendbuf`` over all ranks and leave block ``r`` of the result on rank ``r``.
 
     The ``n`` elements are cut into P blocks with
-    ``collectives.schedule.partition(n, P)``: the first ``n % P`` blocks hold
+    ``collectives.algorithms.schedule.partition(n, P)``: the first ``n % P`` blocks hold
     one element more, so any ``n`` works.
 
     Parameters

@@ -1,8 +1,8 @@
 """``algorithm="auto"``: the least predicted time under a measured profile, else a size rule.
 
-With a profile (see :mod:`collectives.profile` for where it is looked up;
+With a profile (see :mod:`collectives.model.profile` for where it is looked up;
 ``python -m collectives.alphabeta --save`` writes one), ``auto`` runs the
-algorithm that :func:`collectives.cost_model.best` predicts fastest for the
+algorithm that :func:`collectives.model.cost_model.best` predicts fastest for the
 message size, the rank count and the ranks per node.  Decisions are cached
 per (family, bytes, P, ranks per node, item size) until :func:`set_profile`
 (see :func:`decisions`).
@@ -20,14 +20,14 @@ all-reduce, and a file rewritten during a run could have sent ranks that
 re-read it at different moments down different schedules.
 
 Every rank must decide alike, or the ranks run different schedules and
-hang: :func:`collectives._comm.library_comm` checks, on a communicator's
+hang: :func:`collectives.runtime.communicator.library_comm` checks, on a communicator's
 first use, that all ranks hold the same profile.
 """
 
 from __future__ import annotations
 
-from . import cost_model
-from .profile import Profile, active
+from ..model import cost_model
+from ..model.profile import Profile, active
 
 __all__ = ["choose", "decisions", "set_profile", "current_profile", "profile_fingerprint"]
 
@@ -45,7 +45,7 @@ def decisions(p: int, ranks_per_node: int | None) -> dict:
 
     ``{(family, nbytes, itemsize): algorithm}``, emptied in place by
     :func:`set_profile`, so a reference stays valid.  Each library
-    communicator keeps its own (:func:`collectives._comm.library_comm`) and
+    communicator keeps its own (:func:`collectives.runtime.communicator.library_comm`) and
     the API looks a call up there before calling :func:`choose`: ``auto``'s
     dispatch is on every call's path, where in a mix of collectives each
     Python step costs three to four times what it costs in a loop (dev VM,

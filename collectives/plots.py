@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from . import cost_model
+from .model import cost_model
 from .bench import format_size
-from .profile import Profile
+from .model.profile import Profile
 
 
 def missing() -> str | None:

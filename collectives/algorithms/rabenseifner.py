@@ -5,7 +5,7 @@ the reduce-scatter moves ``(P-1)/P * n`` bytes in ``log2 P`` rounds; the
 all-gather retraces the same pairs in reverse.  All-reduce costs
 ``2 log2 P`` latencies and ``2(P-1)/P * n`` bytes, which wins over the ring
 for medium messages.  A non-power-of-two P is folded (see
-:mod:`collectives._fold`): the extras' vectors are reduced into their
+:mod:`collectives.algorithms._fold`): the extras' vectors are reduced into their
 partners first and the result is handed back at the end.
 """
 

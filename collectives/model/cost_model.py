@@ -1,10 +1,10 @@
-"""Predicted time of every hand-written collective from a measured :class:`~collectives.profile.Profile`.
+"""Predicted time of every hand-written collective from a measured :class:`~collectives.model.profile.Profile`.
 
 The model is the textbook one (Hockney, as in Thakur, Rabenseifner and
 Gropp 2005), made to follow *our* schedules round by round so that it can
 be checked against them and against the clock:
 
-- A collective is a sequence of global rounds (see :mod:`collectives.schedule`);
+- A collective is a sequence of global rounds (see :mod:`collectives.algorithms.schedule`);
   its time is the sum over rounds of the busiest rank's time in that round,
   plus the algorithm's software overhead per call (:meth:`Profile.overhead`)
   and the API's local copy of the send buffer.
@@ -27,7 +27,7 @@ be checked against them and against the clock:
   round whose pattern joins two nodes is charged the inter-node link, and
   when ``f`` ranks of one node send off the node at once they share its
   network port: ``alpha + f*beta*b``.
-- Costs are piecewise (:mod:`collectives.hockney`): a message's alpha is
+- Costs are piecewise (:mod:`collectives.model.hockney`): a message's alpha is
   that of the regime its size falls in, and every cost per byte (beta,
   gamma, the copy) that of the regime the collective's working set falls
   in (:func:`footprint`): a 4 MiB block of an 8 MiB all-reduce moves at the
@@ -63,11 +63,11 @@ from functools import lru_cache
 
 import numpy as np
 
-from . import registry
-from ._fold import first_ranks, old_rank, pow2_below
-from .double_binary_tree import _shape, trees
+from ..runtime import registry
+from ..algorithms._fold import first_ranks, old_rank, pow2_below
+from ..algorithms.double_binary_tree import _shape, trees
 from .profile import Profile
-from .schedule import partition
+from ..algorithms.schedule import partition
 
 __all__ = ["predict", "predictable", "best", "footprint", "scratch_elements", "Placement"]
 
@@ -403,7 +403,7 @@ def _ar_double_binary_tree(c: _Cost, n: int, item: int) -> float:
 
     Chunk ``c`` leaves a node of height ``h`` upwards in round ``c + h`` and
     goes down from depth ``d`` in round ``c + H + d`` (see
-    :mod:`collectives.double_binary_tree`); a rank's round costs its
+    :mod:`collectives.algorithms.double_binary_tree`); a rank's round costs its
     receives (and reductions) or its sends, whichever is longer, each
     message at the exchange's cost if the rank both sends and receives in
     the round, else at the one-way cost (the pipeline's fill and drain).

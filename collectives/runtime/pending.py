@@ -5,7 +5,7 @@ unreduced and the ranks that do wait hanging, so at exit the library warns
 (``RuntimeWarning``, one line naming each) about every one still pending.
 None can be garbage-collected before that: its communicator's slot keeps
 it until the next start on that slot waits it (see
-:func:`collectives._comm.pending_comm`).
+:func:`collectives.runtime.communicator.pending_comm`).
 """
 
 from __future__ import annotations
@@ -16,10 +16,10 @@ import warnings
 import numpy as np
 from mpi4py import MPI
 
-from . import _buffers as B
+from . import buffers as B
 from . import mpi_native
-from ._comm import hold, library_comm, pending_comm, pending_slots
-from ._engine import compile_rounds, rounds_posted
+from .communicator import hold, library_comm, pending_comm, pending_slots
+from .engine import compile_rounds, rounds_posted
 from .api import _finish, _prepare
 from .reduce_ops import arithmetic_op
 from .registry import ALLREDUCE_ROUNDS, FAMILIES
@@ -34,7 +34,7 @@ def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=N
     Same arguments, checks and result as :func:`collectives.allreduce`; the
     buffers must not be touched until :meth:`Pending.wait` returns.  Several
     may be in flight at once (each has its own scratch and its own duplicate
-    of the communicator, :data:`collectives._comm.PENDING_SLOTS` of them;
+    of the communicator, :data:`collectives.runtime.communicator.PENDING_SLOTS` of them;
     the start that would reuse one waits for its previous user first),
     started in the same order on every rank.  Our algorithms post one round
     of messages at a time: ``progress()`` tests the round in flight and,

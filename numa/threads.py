@@ -12,7 +12,7 @@ rule, used by the collectives' reduce kernel and by the training kernels:
    ``MPI_LOCALNRANKS``, Open MPI's ``OMPI_COMM_WORLD_LOCAL_SIZE``, Slurm's
    ``SLURM_NTASKS_PER_NODE``, else the caller's count) when it did not.
    Whether ranks are bound is best told by comparing their masks
-   (:func:`collectives._comm.library_comm` does, over the node's ranks);
+   (:func:`collectives.runtime.communicator.library_comm` does, over the node's ranks);
    without that, a mask smaller than the machine counts as bound.
 
 BLAS (OpenBLAS, MKL, BLIS behind numpy) gets the same count through

@@ -18,7 +18,7 @@ from mpi4py import MPI
 
 from . import traffic
 from .reduce_ops import combine
-from .schedule import Round
+from ..algorithms.schedule import Round
 from .workspace import scratch
 
 

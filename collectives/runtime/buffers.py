@@ -1,7 +1,7 @@
 """Buffer handling in one place: array kind, validation, and host staging for GPU arrays.
 
 Accepted: numpy arrays and cupy arrays, C-contiguous, any shape (treated as
-flat), with a dtype from :data:`collectives.reduce_ops.DTYPES`.  The MPI on
+flat), with a dtype from :data:`collectives.runtime.reduce_ops.DTYPES`.  The MPI on
 our GPU box is not CUDA-aware, so cupy arrays are staged through host memory:
 copied to a numpy array, reduced there, and copied back.
 """

@@ -1,4 +1,4 @@
-"""A machine profile: the measured costs that :mod:`collectives.cost_model` predicts from.
+"""A machine profile: the measured costs that :mod:`collectives.model.cost_model` predicts from.
 
 Written by ``python -m collectives.alphabeta --json PATH`` (or ``--save``),
 read by ``algorithm="auto"``.  Where ``auto`` looks, first match wins:
@@ -229,8 +229,8 @@ def load(path: str) -> Profile:
 def active() -> tuple[Profile | None, str]:
     """The profile the environment names, read now, and where it came from (``""`` when none).
 
-    :mod:`collectives.auto` reads it once per process (see
-    :func:`collectives.auto.set_profile`).
+    :mod:`collectives.runtime.auto` reads it once per process (see
+    :func:`collectives.runtime.auto.set_profile`).
 
     A named but unreadable profile raises ``ValueError``: silently falling
     back would hide a typo in ``COLLECTIVES_PROFILE``.

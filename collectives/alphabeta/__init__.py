@@ -1,0 +1,1 @@
+"""The alpha-beta(-gamma) profiler: ``python -m collectives.alphabeta``."""
