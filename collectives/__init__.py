@@ -6,11 +6,11 @@
 """
 
 from .algorithms import schedule
-from .runtime import traffic
-from .runtime.communicator import set_check
-from .runtime.api import allgather, allreduce, broadcast, reduce_scatter
-from .runtime.pending import Pending, allreduce_start
 from .errors import CollectiveError
+from .runtime import traffic
+from .runtime.api import allgather, allreduce, broadcast, reduce_scatter
+from .runtime.communicator import set_check
+from .runtime.pending import Pending, allreduce_start
 from .runtime.registry import ALGORITHMS
 
 __all__ = [

@@ -31,11 +31,12 @@ import time
 import numpy as np
 from mpi4py import MPI
 
-from .runtime import api
 from . import cli
+from .passes import drain, share, visits
+from .progress import Progress
+from .runtime import api
 from .runtime.buffers import at_page_offset
 from .runtime.communicator import check_enabled, library_comm, unchecked
-from .passes import drain, share, visits
 from .runtime.registry import ALGORITHMS
 
 _RUN = {
@@ -157,18 +158,24 @@ def algorithms(collective: str, names: str) -> list[str]:
     return algs + ["mpi"] * ("mpi" not in algs)
 
 
-def run(args, comm: MPI.Comm) -> list[dict]:
+def run(args, comm: MPI.Comm, progress=None) -> list[dict]:
     """Sweep and return one record per (size, algorithm): :func:`sweep` to the end."""
-    return drain(sweep(args, comm))
+    return drain(sweep(args, comm, progress))
 
 
-def sweep(args, comm: MPI.Comm):
+def steps(args) -> int:
+    """Size visits of a sweep: its sizes times its passes (what ``progress`` counts)."""
+    return len(sizes(args.min_bytes, args.max_bytes)) * args.passes
+
+
+def sweep(args, comm: MPI.Comm, progress=None):
     """The sweep as a pass generator (see :mod:`collectives.passes`); returns the records.
 
     With ``args.passes`` > 1 the repeats of each size are split over that
     many passes through the sizes, so that a slow spell of a shared machine
     hits one pass of a size, not its whole median; each size's rows are
-    printed after its last pass.
+    printed after its last pass.  ``progress``, if given, is called after
+    every size of every pass (see :class:`collectives.progress.Progress`).
     """
     p, rank = comm.Get_size(), comm.Get_rank()
     dtype = np.dtype(args.dtype)
@@ -185,7 +192,7 @@ def sweep(args, comm: MPI.Comm):
     # each other one alike, so none always inherits one neighbour's cache state
     orders = {nb: np.random.default_rng(nb) for nb in plan}
     records = []
-    for one_pass in visits(plan, args.passes, args.warmup):
+    for k, one_pass in enumerate(visits(plan, args.passes, args.warmup), 1):
         for nbytes, warm, last in one_pass:
             if nbytes not in bufs:
                 bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
@@ -205,6 +212,8 @@ def sweep(args, comm: MPI.Comm):
                 if rank == 0 and not args.quiet:
                     for rec in records[-len(algs) :]:
                         print(_row(rec), flush=True)
+            if progress is not None:
+                progress(f"{format_size(nbytes)}, pass {k}/{args.passes}")
         yield
     return records
 
@@ -279,7 +288,8 @@ def parser() -> cli.ArgumentParser:
                     help="split each size's repeats over this many passes through the sizes (default 1)")
     ap.add_argument("--json", metavar="PATH", help="write header and records as JSON")
     ap.add_argument("--output", metavar="PATH.h5", help="write records to HDF5")
-    ap.add_argument("--quiet", action="store_true", help="print only the header")
+    ap.add_argument("--quiet", action="store_true",
+                    help="print only the header (and no progress lines on a terminal's stderr)")
     return ap
 
 
@@ -313,7 +323,7 @@ def main(argv=None) -> int:
             for k, v in env.items():
                 print(f"# {k}: {v}")
             print(_HEAD, flush=True)
-        records = run(args, comm)
+        records = run(args, comm, Progress.for_terminal(PROG, steps(args), args.quiet, comm))
     if comm.Get_rank() == 0:
         if args.json:
             with open(args.json, "w") as f:

@@ -24,7 +24,7 @@ alike, as :func:`drain` and :func:`interleave` do.
 
 from __future__ import annotations
 
-from typing import Generator, Iterable, Sequence
+from typing import Callable, Generator, Iterable, Sequence
 
 __all__ = ["visits", "share", "drain", "interleave"]
 
@@ -56,15 +56,17 @@ def drain(gen: Generator):
             return stop.value
 
 
-def interleave(gens: Iterable[Generator]) -> list:
+def interleave(gens: Iterable[Generator], after_pass: Callable[[str], None] | None = None) -> list:
     """Step every pass generator in turn, one pass each, until all are done.
 
     Generators with fewer passes drop out when they finish.  Returns their
-    results, in the order given.
+    results, in the order given.  ``after_pass``, if given, is called with
+    ``"pass k"`` after the ``k``-th turn through the generators.
     """
     gens = list(gens)
     results: list = [None] * len(gens)
     live = list(range(len(gens)))
+    turn = 0
     while live:
         for i in list(live):
             try:
@@ -72,4 +74,7 @@ def interleave(gens: Iterable[Generator]) -> list:
             except StopIteration as stop:
                 results[i] = stop.value
                 live.remove(i)
+        turn += 1
+        if after_pass is not None and live:
+            after_pass(f"pass {turn}")
     return results

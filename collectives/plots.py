@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from .model import cost_model
 from .bench import format_size
+from .model import cost_model
 from .model.profile import Profile
 
 

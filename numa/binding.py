@@ -13,9 +13,7 @@ import os
 import socket
 from dataclasses import dataclass
 
-from . import threads
-
-from . import memory
+from . import memory, threads
 from .placement import place
 from .topology import Topology, format_cpulist, read
 

@@ -23,12 +23,17 @@ def table(doc: dict, sizes: list[int]) -> str:
     return "\n".join(rows)
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
+    """The command line's options."""
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("json")
     ap.add_argument("--sizes", type=size_list, default="4,1K,64K,1M,2M,4M,8M,16M,32M,64M",
                     help="rows: comma-separated sizes in bytes")
-    args = ap.parse_args()
+    return ap
+
+
+def main() -> None:
+    args = parser().parse_args()
     with open(args.json) as f:
         doc = json.load(f)
     print(table(doc, args.sizes))

@@ -29,13 +29,19 @@ def _block(x, algorithm, calls, comm) -> float:
     return comm.allreduce((time.perf_counter() - t0) / calls, op=MPI.MAX)
 
 
-def main() -> int:
+def parser() -> cli.ArgumentParser:
+    """The command line's options."""
     ap = cli.ArgumentParser(prog="scripts/check_cost.py", description=__doc__.split("\n\n")[0])
     ap.add_argument("--sizes", type=cli.size_list, default=[4, 4096, 65536, 1 << 20], help="bytes, comma-separated")
     ap.add_argument("--algorithms", default="mpi,recursive_doubling,ring")
     ap.add_argument("--calls", type=cli.positive_int, default=200, help="calls per block (fewer from 64 KiB)")
     ap.add_argument("--blocks", type=cli.positive_int, default=7, help="on/off block pairs per row")
     ap.add_argument("--json", metavar="PATH")
+    return ap
+
+
+def main() -> int:
+    ap = parser()
     args = ap.parse_args()
     unknown = set(args.algorithms.split(",")) - set(collectives.ALGORITHMS["allreduce"])
     if unknown:

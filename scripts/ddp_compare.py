@@ -83,7 +83,8 @@ def ours_epochs(args, comm, epochs: int) -> list[float]:
     return [e["samples_per_s"] for e in summary["epochs_log"]]
 
 
-def main(argv=None) -> int:
+def parser() -> argparse.ArgumentParser:
+    """The command line's options."""
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--epochs", type=int, default=6, help="epochs per block (the first of each is warm-up)")
     ap.add_argument("--blocks", type=int, default=3, help="alternating blocks of ours and DDP's")
@@ -93,7 +94,11 @@ def main(argv=None) -> int:
     ap.add_argument("--allreduce", default="auto")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--json", metavar="PATH")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv=None) -> int:
+    args = parser().parse_args(argv)
     comm = MPI.COMM_WORLD
     try:
         import torch

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 import collectives
-from collectives.alphabeta import command as alphabeta
+from collectives.alphabeta import command, links, local_costs, sampling
 from collectives.runtime import auto
 from collectives.model import cost_model
 from collectives.passes import drain
@@ -31,7 +31,7 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
     js, h5, png = f"{d}/ab.json", f"{d}/ab.h5", f"{d}/ab.png"
     try:
         # up to 1 MiB, so the last fitted regime has a slope even when four ranks share two cores
-        rc = alphabeta.main(["--max-bytes", "1M", "--budget", "0.002", "--max-pairs", "3",
+        rc = command.main(["--max-bytes", "1M", "--budget", "0.002", "--max-pairs", "3",
                              "--predict", "--predict-max-bytes", "16K", "--bench-budget", "0.002",
                              "--json", js, "--output", h5, "--plot", png])
     finally:
@@ -48,7 +48,7 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
         assert prof.intra.alpha > 0 and prof.intra.beta > 0
         assert prof.intra_exchange is not None
         assert 0 < prof.intra.r2 <= 1
-    every = {f"{f}/{a}" for f in alphabeta.FAMILIES for a in cost_model.predictable(f)}
+    every = {f"{f}/{a}" for f in local_costs.FAMILIES for a in cost_model.predictable(f)}
     assert set(prof.call_overheads) == every
     assert all(np.isfinite(t) and t >= 0 for t in prof.call_overheads.values())
     # tiny budgets, maybe oversubscribed: no timing asserted
@@ -88,7 +88,7 @@ def test_passes_visit_every_size_in_turn():
         calls.append((n, iters, warm))
         return [float(n)] * iters
 
-    got = drain(alphabeta._passes([8, 64], lambda n: 5 if n == 8 else 1, 3, 4, block))
+    got = drain(sampling._passes([8, 64], lambda n: 5 if n == 8 else 1, 3, 4, block))
     assert calls == [(8, 2, 4), (64, 1, 4), (8, 2, 1), (64, 1, 1), (8, 2, 1), (64, 1, 1)]
     assert {n: len(v) for n, v in got.items()} == {8: 6, 64: 3}
 
@@ -97,14 +97,14 @@ def test_passes_visit_every_size_in_turn():
 def test_kernels_and_messages_sample_every_size(passes):
     comm = world()
     sizes = [64, 1000, 4096]
-    want = {n: passes * -(-alphabeta._iterations(n, 0.0) // passes) for n in sizes}
+    want = {n: passes * -(-sampling._iterations(n, 0.0) // passes) for n in sizes}
     for kind in ("reduce", "reduce_sent", "copy"):
-        got = drain(alphabeta.local_kernel(comm, kind, sizes, 0.0, passes))
+        got = drain(local_costs.local_kernel(comm, kind, sizes, 0.0, passes))
         assert {n: len(v) for n, v in got.items()} == {n // 4 * 4: want[n] for n in sizes}
         assert all(np.all(v > 0) for v in got.values())
     if comm.Get_size() > 1:
         for exchange in (False, True):
-            got = drain(alphabeta.pingpong(comm, 0, 1, sizes, 0.0, exchange=exchange, passes=passes))
+            got = drain(links.pingpong(comm, 0, 1, sizes, 0.0, exchange=exchange, passes=passes))
             if comm.Get_rank() == 0:
                 assert {n: len(v) for n, v in got.items()} == want
                 assert all(np.all(v > 0) for v in got.values())
@@ -125,7 +125,7 @@ def test_calls_of_every_algorithm_are_timed_interleaved(passes, monkeypatch):
     for family, run in list(bench._RUN.items()):
         monkeypatch.setitem(bench._RUN, family, recording(family, run))
     families = ("allreduce", "broadcast")
-    got = drain(alphabeta.call_times(comm, 0.0, passes, families))
+    got = drain(local_costs.call_times(comm, 0.0, passes, families))
     want = [(f, a) for f in families for a in cost_model.predictable(f)]
     assert sorted(got) == sorted(want)
     # 50 repeats each, split over the passes, and the slowest rank's time of each on every rank
@@ -147,21 +147,21 @@ def test_the_reduce_writes_a_buffer_of_its_own_or_the_one_just_sent(monkeypatch)
     kernel = reduce_ops.combine
     monkeypatch.setattr(reduce_ops, "combine",
                         lambda dst, src, *a: into.append(dst) or kernel(dst, src, *a))
-    pools = alphabeta.make_pools([4096])
+    pools = sampling.make_pools([4096])
     sent = []
-    exchange = alphabeta._exchange
-    monkeypatch.setattr(alphabeta, "_exchange",
+    exchange = local_costs._exchange
+    monkeypatch.setattr(local_costs, "_exchange",
                         lambda c, s, r, peer: sent.append(s[0]) or exchange(c, s, r, peer))
     for kind in ("reduce", "reduce_sent"):
         into.clear()
         sent.clear()
-        drain(alphabeta.local_kernel(comm, kind, [4096], 0.0, 1, pools))
-        assert len(into) == 3 + alphabeta._iterations(4096, 0.0)
+        drain(local_costs.local_kernel(comm, kind, [4096], 0.0, 1, pools))
+        assert len(into) == 3 + sampling._iterations(4096, 0.0)
         if comm.Get_size() > 1:
             same = [d is s for d, s in zip(into, sent)]
             assert all(same) if kind == "reduce_sent" else not any(same)
     with pytest.raises(ValueError, match="unknown kernel"):
-        drain(alphabeta.local_kernel(comm, "sum", [4096], 0.0))
+        drain(local_costs.local_kernel(comm, "sum", [4096], 0.0))
 
 
 def test_the_lone_reduce_runs_on_rank_0_only(monkeypatch):
@@ -172,9 +172,9 @@ def test_the_lone_reduce_runs_on_rank_0_only(monkeypatch):
     calls = []
     kernel = reduce_ops.combine
     monkeypatch.setattr(reduce_ops, "combine", lambda *a: calls.append(1) or kernel(*a))
-    got = drain(alphabeta.local_kernel(comm, "reduce", sizes, 0.0, 2, alone=True))
+    got = drain(local_costs.local_kernel(comm, "reduce", sizes, 0.0, 2, alone=True))
     # per size: 3 warm-up calls in the first pass, 1 in the second, and each pass's share
-    runs = sum(3 + 1 + 2 * -(-alphabeta._iterations(n, 0.0) // 2) for n in sizes)
+    runs = sum(3 + 1 + 2 * -(-sampling._iterations(n, 0.0) // 2) for n in sizes)
     assert len(calls) == (runs if comm.Get_rank() == 0 else 0)
     assert all(np.all(v > 0) for v in got.values())
     ref = comm.bcast(got, root=0)  # every rank has rank 0's times
@@ -188,7 +188,7 @@ def test_simulate_needs_only_a_profile(tmp_path_factory):
     if comm.Get_rank() == 0:
         Profile.hockney(2e-6, 1e-10, 5e-11, inter=(5e-6, 1e-9)).save(prof_path)
     comm.Barrier()
-    assert alphabeta.main(["--profile", prof_path, "--simulate", "--sim-ranks", "2,7,64,4096",
+    assert command.main(["--profile", prof_path, "--simulate", "--sim-ranks", "2,7,64,4096",
                            "--ranks-per-node", "1,16", "--sim-max-bytes", "1M",
                            "--json", js, "--plot", png]) == 0
     if comm.Get_rank() == 0:
@@ -202,7 +202,7 @@ def test_simulate_needs_only_a_profile(tmp_path_factory):
 
 def test_missing_profile_is_a_clear_error(tmp_path_factory, capsys):
     with pytest.raises(SystemExit) as e:
-        alphabeta.main(["--profile", "/nonexistent/profile.json"])
+        command.main(["--profile", "/nonexistent/profile.json"])
     assert e.value.code == 2
     assert ("/nonexistent/profile.json" in capsys.readouterr().err) == (world().Get_rank() == 0)
 
@@ -218,7 +218,7 @@ def test_a_profile_one_rank_cannot_read_stops_every_rank(tmp_path_factory, capsy
             json.dump([1, 2], f)
     comm.Barrier()
     with pytest.raises(SystemExit) as e:
-        alphabeta.main(["--profile", bad if comm.Get_rank() == comm.Get_size() - 1 else good, "--simulate"])
+        command.main(["--profile", bad if comm.Get_rank() == comm.Get_size() - 1 else good, "--simulate"])
     assert e.value.code == 2
     out, err = capsys.readouterr()
     assert out == ""
@@ -241,7 +241,7 @@ def test_an_unwritable_output_stops_every_rank_before_measuring(option, tmp_path
     else:
         argv += [option, f"{blocker}/out"]
     with pytest.raises(SystemExit) as e:
-        alphabeta.main(argv)
+        command.main(argv)
     assert e.value.code == 2
     out, err = capsys.readouterr()
     assert out == ""  # nothing measured, nothing printed

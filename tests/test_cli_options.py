@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from collectives import bench, cli
-from collectives.alphabeta import command as alphabeta
+from collectives.alphabeta import command as alphabeta_command
 from numa import __main__ as numa_main
 from training import roofline
 
@@ -57,7 +57,7 @@ def test_bench_refuses_bad_options(argv, says, capsys):
     (["--collective", "alltoall"], "--collective: invalid choice"),
 ])
 def test_alphabeta_refuses_bad_options(argv, says, capsys):
-    assert says in _refused(alphabeta.parse_args, argv, capsys)
+    assert says in _refused(alphabeta_command.parse_args, argv, capsys)
 
 
 @pytest.mark.parametrize("argv,says", [
@@ -90,7 +90,7 @@ def test_good_options_parse_to_their_values():
     args = bench.parse_args(["--min-bytes", "1K", "--max-bytes", "1K", "--repeats", "3", "--budget", "0.5"])
     assert (args.min_bytes, args.max_bytes, args.repeats, args.budget) == (1024, 1024, 3, 0.5)
     assert bench.parse_args([]).repeats is None  # scaled with size
-    args = alphabeta.parse_args(["--sim-ranks", "2,7", "--ranks-per-node", "1,16", "--max-segments", "1"])
+    args = alphabeta_command.parse_args(["--sim-ranks", "2,7", "--ranks-per-node", "1,16", "--max-segments", "1"])
     assert (args.sim_ranks, args.ranks_per_node, args.max_segments) == ([2, 7], [1, 16], 1)
     args = roofline.parse_args(["--sizes", "64K,1M", "--kernels", "triad", "--scaling", "1,2"])
     assert (args.sizes, args.kernels, args.scaling, args.threads) == ([64 << 10, 1 << 20], ["triad"], [1, 2], None)

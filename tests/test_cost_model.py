@@ -6,22 +6,13 @@ import math
 
 import pytest
 
-from collectives.algorithms import (
-    binomial,
-    bruck,
-    double_binary_tree,
-    naive_ps,
-    rabenseifner,
-    recursive_doubling,
-    ring,
-    scatter_allgather,
-    sharded_ps,
-)
+from collectives.algorithms import binomial, bruck, double_binary_tree, naive_ps, rabenseifner
+from collectives.algorithms import recursive_doubling, ring, scatter_allgather, sharded_ps
+from collectives.algorithms.schedule import partition
 from collectives.model import cost_model
-from collectives.runtime import registry
 from collectives.model.hockney import Piecewise
 from collectives.model.profile import Profile
-from collectives.algorithms.schedule import partition
+from collectives.runtime import registry
 
 ALPHA, BETA, GAMMA, O = 3e-6, 1e-9, 4e-10, 5e-6
 ITEM = 4

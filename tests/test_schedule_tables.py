@@ -5,17 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from collectives.algorithms import (
-    binomial,
-    bruck,
-    double_binary_tree,
-    naive_ps,
-    rabenseifner,
-    recursive_doubling,
-    ring,
-    scatter_allgather,
-    sharded_ps,
-)
+from collectives.algorithms import binomial, bruck, double_binary_tree, naive_ps, rabenseifner
+from collectives.algorithms import recursive_doubling, ring, scatter_allgather, sharded_ps
 from collectives.algorithms.schedule import Recv, Round, Send, check_matched, partition, simulate
 
 

@@ -26,32 +26,15 @@ import time
 
 import numpy as np
 from mpi4py import MPI
-from numba import njit, prange
 
 from collectives import cli, plots
-from numa import threads
 from collectives.bench import format_size
+from numa import threads
 
-__all__ = ["triad_kernel", "stream_triad", "gemm_peak", "fma_peak", "run_cases", "main"]
+from .kernels.peaks import fma_loop, triad_kernel
+from .roofline_cases import CASES, build
 
-
-@njit(cache=True, nogil=True, parallel=True)
-def triad_kernel(a, b, c, s):
-    """STREAM's triad, ``a = b + s*c``, over this rank's threads."""
-    for i in prange(a.size):
-        a[i] = b[i] + s * c[i]
-
-
-@njit(cache=True, nogil=True, parallel=True, fastmath={"contract"})
-def _fma_loop(x, m, c, reps):
-    # each thread owns blocks of 64 floats (8 AVX2 or 4 AVX-512 registers):
-    # reps dependent FMAs on each lane, 8 independent chains per block
-    for blk in prange(x.size // 64):
-        v = x[blk * 64 : (blk + 1) * 64].copy()
-        for _ in range(reps):
-            for j in range(64):
-                v[j] = v[j] * m + c
-        x[blk * 64 : (blk + 1) * 64] = v
+__all__ = ["stream_triad", "gemm_peak", "fma_peak", "run_cases", "main"]
 
 
 def _best(fn, budget: float, min_reps: int = 3) -> float:
@@ -118,14 +101,12 @@ def fma_peak(budget: float = 0.5) -> dict:
     blocks = max(1, threads.current()["numba"]) * 4
     x = np.ones(64 * blocks, np.float32)
     reps = 20000
-    t = _best(lambda: _fma_loop(x, np.float32(0.999999), np.float32(1e-6), reps), budget)
+    t = _best(lambda: fma_loop(x, np.float32(0.999999), np.float32(1e-6), reps), budget)
     return {"GFLOPs": 2.0 * x.size * reps / t / 1e9}
 
 
 def run_cases(names, sizes, bandwidth: float, peak: float, budget: float) -> list[dict]:
     """Time every case at every size, ours and numpy's; one record each."""
-    from .roofline_cases import build
-
     records = []
     for name in names:
         for size in sizes:
@@ -190,8 +171,6 @@ PROG = "python -m training.roofline"
 
 def _kernel_list(text: str) -> list[str]:
     """An argparse type: comma-separated names of :data:`training.roofline_cases.CASES`."""
-    from .roofline_cases import CASES
-
     names = [k for k in text.split(",") if k]
     if not names or any(k not in CASES for k in names):
         raise argparse.ArgumentTypeError(f"unknown kernel(s) in {text!r}; have {', '.join(CASES)}")
@@ -200,8 +179,6 @@ def _kernel_list(text: str) -> list[str]:
 
 def parser() -> cli.ArgumentParser:
     """The command line's options, each checked by its type (see :mod:`collectives.cli`)."""
-    from .roofline_cases import CASES
-
     ap = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter)
     counts = ap.add_mutually_exclusive_group()

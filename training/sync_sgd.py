@@ -39,9 +39,9 @@ from mpi4py import MPI
 
 import collectives
 from collectives import cli
-from numa import threads
-from collectives.runtime.communicator import library_comm
 from collectives.algorithms.schedule import partition
+from collectives.runtime.communicator import library_comm
+from numa import threads
 
 from . import checkpoint, divergence, options, resume
 from .model import MLP

@@ -3,4 +3,5 @@
 from .. import cli
 from .command import main
 
-cli.run_main(main)
+if __name__ == "__main__":
+    cli.run_main(main)

@@ -6,14 +6,14 @@ import zlib
 
 import numpy as np
 
+from ..algorithms.schedule import partition
+from ..errors import CollectiveError
 from . import buffers as B
 from . import mpi_native
-from .communicator import agree, check_enabled, hold, library_comm
 from .auto import choose
-from ..errors import CollectiveError
+from .communicator import agree, check_enabled, hold, library_comm
 from .reduce_ops import OPS, arithmetic_op, check_op
 from .registry import ALGORITHMS, FAMILIES
-from ..algorithms.schedule import partition
 
 __all__ = ["allreduce", "allgather", "reduce_scatter", "broadcast"]
 

@@ -12,6 +12,7 @@ import numpy as np
 from mpi4py import MPI
 
 from numa import threads
+
 from ..errors import CollectiveError
 
 _KEYVAL = MPI.Comm.Create_keyval()

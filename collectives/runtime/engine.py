@@ -16,9 +16,9 @@ from typing import Iterator, NamedTuple, Sequence
 import numpy as np
 from mpi4py import MPI
 
+from ..algorithms.schedule import Round
 from . import traffic
 from .reduce_ops import combine
-from ..algorithms.schedule import Round
 from .workspace import scratch
 
 

@@ -18,9 +18,9 @@ from mpi4py import MPI
 
 from . import buffers as B
 from . import mpi_native
+from .api import _finish, _prepare
 from .communicator import hold, library_comm, pending_comm, pending_slots
 from .engine import compile_rounds, rounds_posted
-from .api import _finish, _prepare
 from .reduce_ops import arithmetic_op
 from .registry import ALLREDUCE_ROUNDS, FAMILIES
 

@@ -20,6 +20,7 @@ import numpy as np
 from numba import njit, prange
 
 from numa import threads
+
 from ..errors import CollectiveError
 
 __all__ = ["OPS", "DTYPES", "PARALLEL_BYTES", "combine", "check_op", "arithmetic_op"]

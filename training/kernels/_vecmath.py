@@ -22,7 +22,8 @@ import types
 
 import numpy as np
 from llvmlite import ir
-from numba import njit, types as nbtypes
+from numba import njit
+from numba import types as nbtypes
 from numba.extending import intrinsic, overload
 
 from numa import threads
