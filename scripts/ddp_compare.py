@@ -27,7 +27,8 @@ from mpi4py import MPI
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from numa import threads
+from collectives import cli  # noqa: E402
+from numa import threads  # noqa: E402
 from training import sync_sgd  # noqa: E402
 from training.data import digits  # noqa: E402
 from training.sampler import GlobalBatchSampler  # noqa: E402
@@ -103,9 +104,9 @@ def main(argv=None) -> int:
     try:
         import torch
     except ImportError:
-        if comm.Get_rank() == 0:
-            print("needs torch: pip install -e '.[compare]' (torch==2.13.0, CPU)", file=sys.stderr)
-        return 2
+        torch = None
+    cli.agree_or_exit(comm, None if torch else "needs torch: pip install -e '.[compare]' (torch==2.13.0, CPU)",
+                      "scripts/ddp_compare.py")
     from collectives.runtime.communicator import library_comm
 
     library_comm(comm)  # our threads per rank; give torch the same
@@ -134,4 +135,4 @@ def main(argv=None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    cli.run_main(main)

@@ -1,0 +1,42 @@
+"""The scripts the docs show run end to end at tiny sizes: check mode's cost, PyTorch DDP beside ours, bench tables."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import subprocess
+import sys
+
+from conftest import ROOT, launch
+
+
+def test_check_cost_times_both_modes_and_writes_json(tmp_path):
+    out = launch(tmp_path, 2, "scripts/check_cost.py", "--sizes", "4,1K", "--algorithms", "mpi,ring",
+                 "--calls", "5", "--blocks", "1", "--json", str(tmp_path / "cost.json"))
+    assert out.returncode == 0, out.stderr
+    rows = json.loads((tmp_path / "cost.json").read_text())["records"]
+    assert [(r["bytes"], r["algorithm"]) for r in rows] == [(4, "mpi"), (4, "ring"), (1024, "mpi"), (1024, "ring")]
+    assert all(r["on_us"] > 0 and r["off_us"] > 0 for r in rows)
+
+
+def test_ddp_compare_runs_or_says_it_needs_torch(tmp_path):
+    out = launch(tmp_path, 2, "scripts/ddp_compare.py", "--epochs", "2", "--blocks", "1",
+                 "--json", str(tmp_path / "ddp.json"))
+    if importlib.util.find_spec("torch") is None:
+        assert out.returncode == 2 and out.stderr.count("needs torch") == 1, out.stderr
+    else:
+        assert out.returncode == 0, out.stderr
+        assert (tmp_path / "ddp.json").exists()
+
+
+def test_bench_table_renders_a_record_as_ratios():
+    record = os.path.join(ROOT, "measurements", "allreduce_p2_dev.json")
+    out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_table.py"), record, "--sizes", "4,1M"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0, out.stderr
+    lines = out.stdout.splitlines()
+    with open(record) as f:
+        ring_4 = next(r for r in json.load(f)["records"] if r["bytes"] == 4 and r["algorithm"] == "ring")
+    assert lines[0].startswith("| bytes | mpi") and len(lines) == 4, out.stdout
+    assert lines[2].startswith("| 4 |") and f"{ring_4['ratio_to_mpi']:.2f}" in lines[2]
