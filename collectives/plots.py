@@ -1,4 +1,7 @@
-"""PNG charts for ``collectives.alphabeta`` (matplotlib, an optional extra: ``pip install .[plots]``)."""
+"""PNG charts for ``collectives.alphabeta`` and ``training.roofline``.
+
+matplotlib is an optional extra: ``pip install .[plots]``.
+"""
 
 from __future__ import annotations
 

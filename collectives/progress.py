@@ -6,7 +6,7 @@ pass or size as it goes, on rank 0's stderr, only when that ends on a
 terminal (so logs, pipes and batch jobs stay as they were) and not
 ``--quiet``::
 
-    # python -m collectives.bench: 3/24 done (1K, pass 1/1), 2 s
+    # python -m collectives.bench: 3/25 done (16, pass 1/1), 2 s
 
 Under ``mpiexec`` a rank's stderr is a pipe to the launcher, never a
 terminal itself: :func:`stderr_reaches_terminal` follows it up through the

@@ -38,7 +38,7 @@ clear_stale_shm() {
         || echo "clear_stale_shm: could not check /dev/shm on every node" >&2
 }
 # one rank per task, pinned to its cores (Slurm's task/affinity); each rank runs
-# SLURM_CPUS_PER_TASK Numba and BLAS threads (collectives.threads reads it)
+# SLURM_CPUS_PER_TASK Numba and BLAS threads (numa.threads reads it)
 # a rank that fails ends the step at once instead of leaving the others waiting
 launch() {
     srun --mpi="$MPI_PLUGIN" --cpu-bind=cores --kill-on-bad-exit=1 "$@" \

@@ -3,7 +3,7 @@
 # then the MPI tests at 1, 2, 3, 4 and 5 ranks, each under a time bound so a
 # deadlock fails the suite instead of hanging it.
 #
-#   bash scripts/run_tests.sh            # everything (about 10 minutes on 2 cores)
+#   bash scripts/run_tests.sh            # everything (about 11 minutes on 2 cores)
 #   RANKS="2 3" bash scripts/run_tests.sh -k ring   # a subset; extra args go to pytest
 #
 # RANKS               the MPI rank counts to run (default "1 2 3 4 5")

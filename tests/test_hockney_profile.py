@@ -5,13 +5,15 @@ from __future__ import annotations
 import dataclasses
 import json
 import math
+import os
 
 import numpy as np
 import pytest
 
-from collectives.runtime import auto
+from collectives.model import cost_model
 from collectives.model.hockney import Piecewise, fit
 from collectives.model.profile import ENV, Profile, active, load
+from collectives.runtime import auto
 
 
 def _sizes():
@@ -232,3 +234,13 @@ def test_cost_per_byte_inside_a_working_set_follows_the_measured_sizes():
 def test_piecewise_serialises_infinity():
     m = Piecewise.line(1e-6, 1e-10)
     assert Piecewise.from_dict(json.loads(json.dumps(m.to_dict()))) == m
+
+
+RECORDS = os.path.join(os.path.dirname(os.path.dirname(os.path.abspath(__file__))), "measurements")
+
+
+@pytest.mark.parametrize("name", sorted(f for f in os.listdir(RECORDS) if f.startswith("alphabeta_")))
+def test_every_recorded_profile_still_loads_and_predicts(name):
+    prof = load(os.path.join(RECORDS, name))
+    assert prof.intra.alpha > 0 and prof.reduce.beta > 0
+    assert cost_model.best("allreduce", 1 << 20, 16, prof, ranks_per_node=16)[1] > 0

@@ -162,6 +162,7 @@ def _reduce(nbytes):
 def _triad(nbytes):
     n = max(nbytes // 8, 1)
     a, b, c = (np.full(n, v) for v in (0.0, 1.0, 2.0))
+
     def numpy():
         np.multiply(c, 3.0, out=a)
         np.add(a, b, out=a)
@@ -224,6 +225,7 @@ CASES = {
     "conv2d": _conv_forward,
     "conv2d_backward": _conv_backward,
 }
+
 
 def build(name: str, nbytes: int) -> Case:
     """Operands of case ``name`` for about ``nbytes`` of its main array."""

@@ -27,7 +27,7 @@ machine hits one pass of each, not all of one):
   wherever the protocol changes.
 - **gamma**: our reduce kernel (sum, float32) and a memory copy, fitted the
   same way, each timed where the library runs it (right after an exchange,
-  see :func:`local_kernel`) with every rank of the node working at once, so
+  see :func:`.local_costs.local_kernel`) with every rank of the node working at once, so
   memory bandwidth is shared as it is in a collective: the reduce into a
   buffer of the rank's own and into the buffer just sent (recursive
   doubling's), the copy over the buffer just sent; and the reduce again with
@@ -37,7 +37,7 @@ machine hits one pass of each, not all of one):
   messages and reductions the model charges for it (from schedules of 1 to
   16 one-element rounds) and per call, for every algorithm of every
   collective (calls with one element per rank, interleaved as the bench
-  interleaves them, minus their predicted rounds; see :func:`call_times`).
+  interleaves them, minus their predicted rounds; see :func:`.local_costs.call_times`).
 - **pairs** (P > 2): alpha and beta of every pair (a sample of
   ``--max-pairs`` when there are more), ranks grouped by node, so intra- and
   inter-node links show apart.

@@ -132,7 +132,7 @@ def call_times(comm: MPI.Comm, budget: float, passes: int = 1, families=FAMILIES
     algorithms interleaved in a fresh order every repeat (the same on every
     rank).  The calls' rounds cost almost nothing, so what is left after the
     model's rounds is each algorithm's software overhead per call
-    (:meth:`Profile.overhead`).  Interleaved, because a call after another
+    (:meth:`collectives.model.profile.Profile.overhead`).  Interleaved, because a call after another
     algorithm's costs more than one in a loop of its own (dev VM, P = 2:
     a 4 B recursive-doubling all-reduce 20.8 us in a loop, 22.1 in the mix),
     and not alike for all.  With one overhead for all, calibrated on

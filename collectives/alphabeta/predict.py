@@ -22,7 +22,7 @@ def bench_args(args, algorithms: str = ""):
 
 
 def alongside_bench(comm: MPI.Comm, args):
-    """The bench of every predictable algorithm (and ``mpi``) as a pass generator, for :func:`measure`."""
+    """The bench of every predictable algorithm (and ``mpi``) as a pass generator, for :func:`.measure.measure`."""
     from .. import bench
 
     return bench.sweep(bench_args(args, ",".join(cost_model.predictable(args.collective))), comm)

@@ -47,6 +47,7 @@ def _iterations(nbytes: int, budget: float, guess_bw: float = 5e9, guess_lat: fl
 #: runs at memory speed, and more than three would understate the cache.
 POOL = 3
 
+
 def _passes(nbytes_list, iterations, passes: int, warmup: int, block):
     """``{n: samples}`` from ``block(n, iters, warm)`` run ``passes`` times through the sizes.
 

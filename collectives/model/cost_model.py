@@ -210,7 +210,7 @@ def best(
 def hockney_terms(family: str, algorithm: str, p: int) -> tuple[float, float, float]:
     """Coefficients ``(a, b, g)`` of ``a*alpha + b*n*beta + g*n*gamma`` for a power-of-two P.
 
-    The textbook formulas of ../shared/DESIGN.md, kept for the README and
+    The textbook formulas of the team's shared/DESIGN.md, kept for docs/collectives.md and
     tests: :func:`predict` with ``Profile.hockney`` and in-place all-reduce
     reproduces them for power-of-two P with divisible n.
     """

@@ -65,7 +65,7 @@ class Profile:
     call_overheads : dict
         The same per algorithm, keyed ``"family/algorithm"``: each measured
         from calls with one element per rank, interleaved as programs and the
-        bench mix them (see :func:`collectives.alphabeta.call_times`).
+        bench mix them (see :func:`collectives.alphabeta.local_costs.call_times`).
     round_overhead : float
         Software time per round of the engine, beyond the network latency.
     meta : dict

@@ -57,7 +57,7 @@ class Cost:
     """Message, reduce and copy costs of one profile on one placement.
 
     ``resident``: bytes the collective keeps on its fullest node (see
-    :func:`footprint`); every cost per byte is taken at that working set.
+    :func:`.cost_model.footprint`); every cost per byte is taken at that working set.
     """
 
     def __init__(self, prof: Profile, place: Placement, resident: float = 0.0):
