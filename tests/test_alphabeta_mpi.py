@@ -10,11 +10,12 @@ import numpy as np
 import pytest
 
 import collectives
+from collectives import bench, progress
 from collectives.alphabeta import command, links, local_costs, sampling
-from collectives.runtime import auto
 from collectives.model import cost_model
-from collectives.passes import drain
 from collectives.model.profile import Profile, load
+from collectives.passes import drain
+from collectives.runtime import auto
 from conftest import world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -25,10 +26,11 @@ def _shared_dir(tmp_path_factory):
     return comm.bcast(str(tmp_path_factory.mktemp("ab")) if comm.Get_rank() == 0 else None)
 
 
-def test_measure_fit_predict_and_write_everything(tmp_path_factory):
+def test_measure_fit_predict_and_write_everything(tmp_path_factory, monkeypatch, capsys):
     comm = world()
     d = _shared_dir(tmp_path_factory)
     js, h5, png = f"{d}/ab.json", f"{d}/ab.h5", f"{d}/ab.png"
+    monkeypatch.setattr(progress, "stderr_reaches_terminal", lambda: True)  # as if watched
     try:
         # up to 1 MiB, so the last fitted regime has a slope even when four ranks share two cores
         rc = command.main(["--max-bytes", "1M", "--budget", "0.002", "--max-pairs", "3",
@@ -38,8 +40,15 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory):
         auto.set_profile()
     assert rc == 0
     comm.Barrier()
+    shown = [line.split(" done")[0] for line in capsys.readouterr().err.splitlines() if " done (" in line]
     if comm.Get_rank() != 0:
+        assert shown == []  # rank 0 alone reports
         return
+    # one line per pass of the measurements (5 by default), then per size and pass of the --predict bench
+    bench_steps = len(bench.sizes(4, 16 << 10)) * 5
+    assert shown == ([f"# python -m collectives.alphabeta measuring: {k}/5" for k in range(1, 6)]
+                     + [f"# python -m collectives.alphabeta --predict bench: {k}/{bench_steps}"
+                        for k in range(1, bench_steps + 1)])
     with open(js) as f:
         doc = json.load(f)
     prof = load(js)
