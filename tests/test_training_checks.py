@@ -38,14 +38,14 @@ def test_resume_is_silent_about_layout_length_and_communication():
 
 
 def test_an_older_checkpoint_of_another_model_is_refused_by_its_size(tmp_path):
-    from training.model import MLP
+    from training.model import mlp
     from training.optim import SGD
 
     path = str(tmp_path / "ck.h5")
     older = {k: v for k, v in SAVED.items() if k != "model"}
     checkpoint.save(path, MPI.COMM_SELF, params=np.zeros(5, np.float32), momentum=None, step=0, epoch=0,
                     step_in_epoch=0, seed=0, config=older)
-    model = MLP(SAVED["model"], seed=0)
+    model = mlp(SAVED["model"], seed=0)
     with pytest.raises(checkpoint.CheckpointError, match="holds 5 parameters, the model has 610"):
         resume.restore(path, SAVED, model, SGD(model.params), steps_per_epoch=44)
 

@@ -15,7 +15,7 @@ from mpi4py import MPI
 from conftest import crashed_runs_cleaned_up
 from training import checkpoint
 from training.data import DataError, digits, hdf5, synthetic
-from training.model import MLP
+from training.model import mlp
 from training.optim import learning_rate
 from training.sampler import GlobalBatchSampler
 from training.sync_sgd import Buckets
@@ -65,7 +65,7 @@ def test_mlp_gradient_matches_finite_differences(act):
     from training.kernels import softmax_cross_entropy
 
     rng = np.random.default_rng(0)
-    model = MLP([5, 7, 6, 3], act, seed=1, dtype=np.float64)
+    model = mlp([5, 7, 6, 3], act, seed=1, dtype=np.float64)
     x, y = rng.standard_normal((8, 5)), rng.integers(0, 3, 8)
     done = []
     model.loss_and_grad(x, y, scale=1 / 8, on_layer=done.append)

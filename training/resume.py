@@ -85,7 +85,7 @@ def restore(path: str, config: dict, model, opt, steps_per_epoch: int) -> tuple[
     path : str
     config : dict
         This run's :func:`describe`.
-    model : training.model.MLP
+    model : training.layers.Sequential
     opt : training.optim.SGD
         Its momentum buffer is loaded, or zeroed if the checkpoint has none.
     steps_per_epoch : int

@@ -44,7 +44,8 @@ from collectives.runtime.communicator import library_comm
 from numa import threads
 
 from . import checkpoint, divergence, options, resume
-from .model import MLP
+from .layers import Sequential
+from .model import mlp
 from .optim import SGD, learning_rate
 from .options import PROG
 from .sampler import GlobalBatchSampler
@@ -103,7 +104,7 @@ class _Overlap:
             self.span, self.exposed = end - self.first, end - self.arithmetic_done
 
 
-def _accuracy(model: MLP, source, comm) -> float:
+def _accuracy(model: Sequential, source, comm) -> float:
     bounds = partition(source.n_test, comm.Get_size())
     rank = comm.Get_rank()
     x, y = source.test_rows(np.arange(bounds[rank], bounds[rank + 1]))
@@ -132,7 +133,7 @@ def main(argv=None) -> int:
     return 0
 
 
-def run(argv=None, comm=None) -> tuple[dict, MLP]:
+def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     """Train as the command line says, on ``comm`` (default COMM_WORLD); return the summary and the model.
 
     Every stop is agreed by all ranks, after rank 0 printed why: bad options,
@@ -163,7 +164,7 @@ def run(argv=None, comm=None) -> tuple[dict, MLP]:
             error = str(e)
         cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
-    model = MLP(sizes, args.act, seed=args.seed)
+    model = mlp(sizes, args.act, seed=args.seed)
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
     sampler = GlobalBatchSampler(source.n_train, args.batch, p, rank, args.seed)
     buckets = Buckets(model.params.size, model.params.itemsize, args.bucket_mb * (1 << 20))
@@ -294,7 +295,7 @@ def _prepare_outputs(args, comm) -> None:
     cli.agree_or_exit(comm, why and f"--checkpoint {why}", PROG)
 
 
-def _resume(args, comm, config: dict, model: MLP, opt: SGD, steps: int) -> tuple[int, int]:
+def _resume(args, comm, config: dict, model: Sequential, opt: SGD, steps: int) -> tuple[int, int]:
     """Load ``--checkpoint`` if it continues this run (exit 2 on every rank if not); rank 0 warns of the rest."""
     error, epoch, step_in_epoch, warnings = None, 0, 0, []
     try:
@@ -308,7 +309,7 @@ def _resume(args, comm, config: dict, model: MLP, opt: SGD, steps: int) -> tuple
     return epoch, step_in_epoch
 
 
-def _save(args, comm, model: MLP, opt: SGD, config: dict, step: int, epoch: int, step_in_epoch: int) -> int:
+def _save(args, comm, model: Sequential, opt: SGD, config: dict, step: int, epoch: int, step_in_epoch: int) -> int:
     """Write the checkpoint of ``step`` and return ``step``; a failed write stops every rank with exit 1."""
     error = None
     try:
