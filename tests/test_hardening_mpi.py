@@ -243,3 +243,15 @@ def test_comm_null_says_so():
         collectives.allreduce(np.ones(3), comm=MPI.COMM_NULL)
     with pytest.raises(CollectiveError, match="intracommunicator"):
         collectives.allreduce(np.ones(3), comm="world")
+
+
+def test_freeing_a_communicator_frees_the_library_duplicates_of_it():
+    comm = world().Dup()
+    x = np.ones(10, np.float32)
+    collectives.allreduce(x, x, comm=comm)
+    collectives.allreduce_start(x, x, algorithm="ring", comm=comm).wait()
+    lib = _comm.library_comm(comm)
+    pending = [c for c in lib.Get_attr(_comm._POOL).comms if c is not None]
+    comm.Free()
+    collective_assert(world(), lib == MPI.COMM_NULL and pending and all(c == MPI.COMM_NULL for c in pending),
+                      "a duplicate outlived the communicator it was made for")

@@ -13,6 +13,7 @@ import collectives
 from collectives import cli
 
 from .data import Source, open_source
+from .parallel.tensor import split_widths
 
 __all__ = ["PROG", "parser", "validate"]
 
@@ -51,7 +52,12 @@ def parser(doc: str) -> cli.ArgumentParser:
                    help="pin ranks, their threads and memory (numa.bind) before training")
     c.add_argument("--threads", type=cli.positive_int,
                    help="Numba/BLAS threads per rank (default: cores / ranks per node)")
-    c.add_argument("--check", action="store_true", help="compare parameter checksums across ranks every step")
+    c.add_argument("--tensor-parallel", type=cli.positive_int, default=1, metavar="T",
+                   help="cut the layers over T ranks (tensor/model parallelism); the data-parallel degree is P/T")
+    c.add_argument("--tensor-scheme", choices=["course", "megatron"], default="course",
+                   help="course: hidden layers cut by output, all-gathered; megatron: column -> row pairs")
+    c.add_argument("--check", action="store_true",
+                   help="compare parameter checksums across ranks every step (replicas on every axis)")
     o = ap.add_argument_group("checkpoints and output")
     o.add_argument("--checkpoint", metavar="PATH.h5", help="checkpoint file")
     o.add_argument("--checkpoint-every", type=cli.nonnegative_int, default=0,
@@ -75,8 +81,15 @@ def validate(args, comm) -> tuple[Source, list[int]]:
                          f"{', '.join(collectives.ALGORITHMS['allreduce'])}")
     if args.act not in ACTIVATIONS:
         raise ValueError(f"--act {args.act!r}: use one of {', '.join(ACTIVATIONS)}")
-    if args.batch < p:
-        raise ValueError(f"--batch {args.batch} is smaller than the {p} ranks: every rank needs a sample per step")
+    t = args.tensor_parallel
+    if p % t:
+        raise ValueError(f"--tensor-parallel {t} does not divide the {p} ranks")
+    if args.batch < p // t:
+        raise ValueError(f"--batch {args.batch} is smaller than the {p // t} data-parallel ranks: "
+                         "every one needs a sample per step")
+    if t > 1 and args.checkpoint:
+        raise ValueError("--checkpoint with --tensor-parallel > 1 is not supported yet: a checkpoint holds the "
+                         "one-rank layout, and gathering the cut layers into it is still to come")
     if args.nesterov and args.momentum == 0:
         raise ValueError("--nesterov needs --momentum > 0")
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
@@ -91,4 +104,12 @@ def validate(args, comm) -> tuple[Source, list[int]]:
                          seed=args.seed, share=(comm.Get_rank(), p))
     if args.batch > source.n_train:
         raise ValueError(f"--batch {args.batch} is larger than the {source.n_train} training samples")
-    return source, [source.features, *hidden, source.classes]
+    sizes = [source.features, *hidden, source.classes]
+    cut = split_widths(sizes, args.tensor_scheme)
+    if t > 1 and not cut:
+        raise ValueError(f"--tensor-parallel {t}: the {args.tensor_scheme} scheme cuts no layer of a model "
+                         "without hidden layers")
+    if t > 1 and min(cut) < t:
+        raise ValueError(f"--tensor-parallel {t} is more than the narrowest layer it cuts ({min(cut)} features, "
+                         f"{args.tensor_scheme} scheme): every rank needs at least one")
+    return source, sizes

@@ -45,9 +45,10 @@ from numa import threads
 
 from . import checkpoint, divergence, options, resume
 from .layers import Sequential
-from .model import mlp
 from .optim import SGD, learning_rate
 from .options import PROG
+from .parallel.grid import Layout, ProcessGrid
+from .parallel.tensor import replicated, tensor_mlp
 from .sampler import GlobalBatchSampler
 
 __all__ = ["main", "run", "parser", "Buckets"]
@@ -112,6 +113,21 @@ def _accuracy(model: Sequential, source, comm) -> float:
     return comm.allreduce(correct) / max(source.n_test, 1)
 
 
+def _tensor_seconds(model: Sequential) -> float:
+    """Seconds the model's tensor-parallel layers have spent in their collectives so far."""
+    return sum(getattr(layer, "comm_seconds", 0.0) for layer in model.layers)
+
+
+def _check_replicas(model: Sequential, grid, world, step: int) -> None:
+    """Exit 1 on every rank unless the data axis's replicas agree, and the tensor axis's replicated parameters."""
+    rep = replicated(model)
+    axes = [name for name, comm, a in (("data", grid.data, model.params),
+                                       ("tensor", grid.tensor, np.concatenate([r.ravel() for r in rep] or [[]])))
+            if len(set(comm.allgather(_checksum(a)))) != 1]
+    cli.agree_or_exit(world, f"step {step}: parameters differ across the ranks of the {' and '.join(axes)} axis"
+                      if axes else None, PROG, code=1)
+
+
 def _checksum(a: np.ndarray) -> str:
     import hashlib
 
@@ -141,6 +157,12 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     loss or parameters gone NaN or inf, ``SystemExit(3)``
     (:data:`training.divergence.DIVERGED`); a checkpoint that cannot be
     written mid-run, ``SystemExit(1)``.  (Each is a :class:`collectives.cli.AgreedExit`.)
+
+    The ranks form a data × tensor grid (:mod:`training.parallel.grid`);
+    with ``--tensor-parallel T`` the model's layers are cut over the tensor
+    axis (:mod:`training.parallel.tensor`) and this rank's model holds its
+    pieces.  The grid is freed at the end: the returned model is for its
+    parameters, its tensor-parallel layers no longer run.
     """
     args = parser().parse_args(argv)
     world = MPI.COMM_WORLD if comm is None else comm
@@ -164,9 +186,11 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             error = str(e)
         cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
-    model = mlp(sizes, args.act, seed=args.seed)
+    grid = ProcessGrid(world, Layout(p, tensor=args.tensor_parallel))
+    data = grid.data  # the gradients' all-reduce; the tensor axis's ranks hold one replica's pieces
+    model = tensor_mlp(sizes, args.act, grid.tensor, args.tensor_scheme, seed=args.seed, algorithm=args.allreduce)
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
-    sampler = GlobalBatchSampler(source.n_train, args.batch, p, rank, args.seed)
+    sampler = GlobalBatchSampler(source.n_train, args.batch, data.Get_size(), data.Get_rank(), args.seed)
     buckets = Buckets(model.params.size, model.params.itemsize, args.bucket_mb * (1 << 20))
     bucket_views = [model.grads[lo:hi] for lo, hi in buckets.ranges]
     steps = sampler.steps_per_epoch
@@ -176,6 +200,8 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     if rank == 0 and not args.quiet:
         print(f"# sync_sgd: P={p}, data {source.name} ({source.n_train} train, {source.n_test} test), "
               f"MLP {sizes} {args.act}, global batch {args.batch} ({sampler.per_rank}/rank), "
+              + (f"tensor parallel {args.tensor_parallel} ({args.tensor_scheme}) x data {data.Get_size()}, "
+                 if args.tensor_parallel > 1 else "") +
               f"allreduce {args.allreduce}, {len(buckets.ranges)} bucket(s), threads {threads.current()}",
               flush=True)
     rows: list[dict] = []
@@ -187,21 +213,23 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     totals = np.zeros(3)
     trained = 0
     hidden_sum = 0.0
+    tensor_total = 0.0
     for epoch in range(start_epoch, args.epochs):
         first = start_step if epoch == start_epoch else 0
         idx = sampler.epoch(epoch)[first:]
         xs, ys = source.train_rows(idx.ravel())  # this rank's rows only, one read per epoch
         b = sampler.per_rank
         n_steps = len(idx)
-        compute, comm_t = np.zeros(n_steps), np.zeros(n_steps)
+        compute, comm_t, tensor_t = np.zeros(n_steps), np.zeros(n_steps), np.zeros(n_steps)
         loss_sum = 0.0
         span_sum = exposed_sum = 0.0
         t_epoch = time.perf_counter()
         for s in range(n_steps):
             x, y = xs[s * b : (s + 1) * b], ys[s * b : (s + 1) * b]
+            tensor_before = _tensor_seconds(model)
             t0 = time.perf_counter()
             if args.overlap:
-                overlap = _Overlap(model, buckets.ranges, bucket_views, args.allreduce, world)
+                overlap = _Overlap(model, buckets.ranges, bucket_views, args.allreduce, data)
                 loss = model.loss_and_grad(x, y, scale, overlap.layer_done)
                 t1 = time.perf_counter()
                 overlap.finish()
@@ -212,19 +240,18 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
                 loss = model.loss_and_grad(x, y, scale)
                 t1 = time.perf_counter()
                 for view in bucket_views:
-                    collectives.allreduce(view, view, op="sum", algorithm=args.allreduce, comm=world)
+                    collectives.allreduce(view, view, op="sum", algorithm=args.allreduce, comm=data)
                 inside = 0.0
             t2 = time.perf_counter()
             lr = learning_rate(global_step, args.lr, args.batch, args.scale_lr, warmup)
             opt.step(model.grads, lr)
             t3 = time.perf_counter()
-            compute[s], comm_t[s] = (t1 - t0 - inside) + (t3 - t2), t2 - t1 + inside
+            tensor_t[s] = _tensor_seconds(model) - tensor_before  # inside forward and backward
+            compute[s], comm_t[s] = (t1 - t0 - inside - tensor_t[s]) + (t3 - t2), t2 - t1 + inside
             loss_sum += loss * len(y)
             global_step += 1
             if args.check:
-                sums = world.allgather(_checksum(model.params))
-                cli.agree_or_exit(world, f"step {global_step}: parameters differ across ranks: {sums}"
-                                  if len(set(sums)) != 1 else None, PROG, code=1)
+                _check_replicas(model, grid, world, global_step)
             rows.append({"step": global_step, "epoch": epoch, "loss": loss, "lr": lr,
                          "compute_s": compute[s], "comm_s": comm_t[s]})
             if not divergence.finite_everywhere(model.params, world):
@@ -237,13 +264,15 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         wall = time.perf_counter() - t_epoch
         split = _time_split(world, compute, comm_t)
         totals += split
+        tensor_s = float(np.mean(world.allgather(tensor_t.sum())))
+        tensor_total += tensor_s
         trained += n_steps * args.batch
-        loss_mean = world.allreduce(loss_sum) / max(n_steps * args.batch, 1)
+        loss_mean = data.allreduce(loss_sum) / max(n_steps * args.batch, 1)
         if not math.isfinite(loss_mean):
             _diverged(args, world, "the epoch's mean loss is NaN or inf", global_step, epoch, saved_step, rows,
                       config)
-        acc = _accuracy(model, source, world)
-        busy = max(sum(split), 1e-12)
+        acc = _accuracy(model, source, data)
+        busy = max(sum(split) + tensor_s, 1e-12)
         hidden = 0.0
         if args.overlap:  # collective on every rank alike
             span_all, exposed_all = world.allreduce(span_sum), world.allreduce(exposed_sum)
@@ -251,24 +280,28 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         hidden_sum += hidden
         rec = {"epoch": epoch + 1, "loss": loss_mean, "test_accuracy": acc, "hidden": hidden,
                "samples_per_s": n_steps * args.batch / max(world.allreduce(wall, op=MPI.MAX), 1e-12),
-               "compute": split[0] / busy, "communication": split[1] / busy, "waiting": split[2] / busy}
+               "compute": split[0] / busy, "communication": split[1] / busy, "waiting": split[2] / busy,
+               "tensor_communication": tensor_s / busy}
         epochs_out.append(rec)
         if rank == 0 and not args.quiet:
             print(f"epoch {epoch + 1:>3}/{args.epochs}  loss {loss_mean:.4f}  test acc {acc:6.2%}  "
                   f"{rec['samples_per_s']:>9.0f} samples/s  compute {rec['compute']:4.0%}  "
                   f"comm {rec['communication']:4.0%}  wait {rec['waiting']:4.0%}"
+                  + (f"  tensor comm {rec['tensor_communication']:4.0%}" if args.tensor_parallel > 1 else "")
                   + (f"  hidden {hidden:4.0%}" if args.overlap else ""), flush=True)
     if args.checkpoint and saved_step != global_step:  # the final state, whatever --checkpoint-every
         _save(args, world, model, opt, config, global_step, args.epochs, 0)
     total_wall = world.allreduce(time.perf_counter() - run_start, op=MPI.MAX)
-    busy = max(totals.sum(), 1e-12)
+    busy = max(totals.sum() + tensor_total, 1e-12)
     summary = {
         "ranks": p, "algorithm": args.allreduce, "data": source.name, "model": sizes,
         "global_batch": args.batch, "epochs": args.epochs, "steps": global_step,
-        "test_accuracy": _accuracy(model, source, world),
+        "test_accuracy": _accuracy(model, source, data),
+        "tensor_parallel": args.tensor_parallel, "tensor_scheme": args.tensor_scheme,
         "final_loss": epochs_out[-1]["loss"] if epochs_out else None,
         "samples_per_s": trained / max(total_wall, 1e-12), "wall_s": total_wall,
-        "time_split": {"compute": totals[0] / busy, "communication": totals[1] / busy, "waiting": totals[2] / busy},
+        "time_split": {"compute": totals[0] / busy, "communication": totals[1] / busy, "waiting": totals[2] / busy,
+                       "tensor_communication": tensor_total / busy},
         "buckets": len(buckets.ranges), "threads": threads.current(), "overlap": args.overlap,
         "hidden_fraction": hidden_sum / max(len(epochs_out), 1) if args.overlap else 0.0,
         "param_checksum": _checksum(model.params), "epochs_log": epochs_out,
@@ -278,12 +311,15 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             t = summary["time_split"]
             print(f"# done: test accuracy {summary['test_accuracy']:.2%}, {summary['samples_per_s']:.0f} samples/s, "
                   f"{total_wall:.2f} s; compute {t['compute']:.0%}, comm {t['communication']:.0%}, "
-                  f"wait {t['waiting']:.0%}; params sha1 {summary['param_checksum'][:12]}", flush=True)
+                  f"wait {t['waiting']:.0%}"
+                  + (f", tensor comm {t['tensor_communication']:.0%}" if args.tensor_parallel > 1 else "")
+                  + f"; params sha1 {summary['param_checksum'][:12]}", flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(summary, f, indent=1)
         if args.metrics:
             _write_metrics(args.metrics, rows, config)
+    grid.free()  # and with it the library's duplicates of its communicators
     world.Barrier()
     return summary, model
 

@@ -15,7 +15,14 @@ from numa import threads
 
 from ..errors import CollectiveError
 
-_KEYVAL = MPI.Comm.Create_keyval()
+
+
+def _free_duplicate(comm, keyval, dup) -> None:
+    """A user's communicator is being freed: free the library's duplicate of it (and, so, its pending pool)."""
+    dup.Free()
+
+
+_KEYVAL = MPI.Comm.Create_keyval(delete_fn=_free_duplicate)
 _ON, _OFF = ("1", "true", "yes", "on"), ("0", "false", "no", "off")
 
 
@@ -138,7 +145,16 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
 
 #: Nonblocking all-reduces in flight at once per communicator, each on its own duplicate.
 PENDING_SLOTS = 8
-_POOL = MPI.Comm.Create_keyval()
+
+
+def _free_pool(lib, keyval, pool) -> None:
+    """A library communicator is being freed: free the duplicates its nonblocking all-reduces used."""
+    for comm in pool.comms:
+        if comm is not None:
+            comm.Free()
+
+
+_POOL = MPI.Comm.Create_keyval(delete_fn=_free_pool)
 
 
 class _PendingPool:

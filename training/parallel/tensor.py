@@ -4,7 +4,8 @@ A layer's weight matrix is cut across the ``T`` ranks of ``comm``; widths
 that do not divide by ``T`` are cut as :func:`collectives.schedule.partition`
 cuts (the first ranks hold one feature more).  Four forward/backward
 communication pairs join the pieces, each over this toolkit's own
-collectives (any registry algorithm):
+collectives (a layer's ``algorithm`` names its all-reduces; its all-gathers
+use the same name where that family has one, else ``"auto"``):
 
 =========================  ==================  ==================
 pair                       forward             backward
@@ -31,6 +32,8 @@ keeps its slice, so a model starts from the same weights at every degree.
 
 from __future__ import annotations
 
+import time
+
 import numpy as np
 from mpi4py import MPI
 
@@ -55,6 +58,11 @@ def _block(n: int, comm: MPI.Comm) -> tuple[int, int]:
 def _allreduce(a: np.ndarray, comm: MPI.Comm, algorithm: str) -> np.ndarray:
     a = np.ascontiguousarray(a)
     return collectives.allreduce(a, a, algorithm=algorithm, comm=comm)
+
+
+def _gathering(algorithm: str) -> str:
+    """The all-gather of the all-reduce ``algorithm`` where the family has one of that name, else ``auto``."""
+    return algorithm if algorithm in collectives.ALGORITHMS["allgather"] else "auto"
 
 
 def copy_to_parallel(x: np.ndarray, comm: MPI.Comm, algorithm: str = "auto", backward: bool = False):
@@ -105,6 +113,8 @@ class _Sliced(Layer):
     """A weight cut from a full ``(fan_in, fan_out)`` matrix drawn as :class:`~training.layers.Linear` draws it."""
 
     param_names = ("W", "b")
+    #: Seconds this layer has spent in its collectives (forward and backward), since it was made.
+    comm_seconds = 0.0
 
     def __init__(self, fan_in, fan_out, comm, act, init, algorithm):
         Linear(fan_in, fan_out, act, init)  # the same checks as the serial layer
@@ -113,6 +123,12 @@ class _Sliced(Layer):
 
     def _slice(self) -> tuple[slice, slice]:
         raise NotImplementedError
+
+    def _timed(self, pair, *args, **kwargs):
+        t = time.perf_counter()
+        out = pair(*args, **kwargs)
+        self.comm_seconds += time.perf_counter() - t
+        return out
 
     def init(self, rng: np.random.Generator) -> None:
         full = rng.standard_normal((self.fan_in, self.fan_out)) * INITS[self.init_name](self.fan_in, self.fan_out)
@@ -145,18 +161,18 @@ class ColumnParallelLinear(_Sliced):
         self.x = x
         self.y = bias_act(x @ self.params[0], self.params[1], self.act)
         if self.gather_output:
-            return gather_from_parallel(self.y, self.fan_out, self.comm, self.algorithm)
+            return self._timed(gather_from_parallel, self.y, self.fan_out, self.comm, _gathering(self.algorithm))
         return self.y
 
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         if self.gather_output:
-            dy = gather_from_parallel(dy, self.fan_out, self.comm, self.algorithm, backward=True)
+            dy = gather_from_parallel(dy, self.fan_out, self.comm, backward=True)
         dz, db = bias_act_backward(dy, self.y, self.act, dz=dy)
         self.grads[1][...] = db
         np.matmul(self.x.T, dz, out=self.grads[0])
         if not need_input_grad:
             return None
-        return copy_to_parallel(dz @ self.params[0].T, self.comm, self.algorithm, backward=True)
+        return self._timed(copy_to_parallel, dz @ self.params[0].T, self.comm, self.algorithm, backward=True)
 
 
 class RowParallelLinear(_Sliced):
@@ -181,7 +197,7 @@ class RowParallelLinear(_Sliced):
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.x = x
-        z = reduce_from_parallel(x @ self.params[0], self.comm, self.algorithm)
+        z = self._timed(reduce_from_parallel, x @ self.params[0], self.comm, self.algorithm)
         self.y = bias_act(z, self.params[1], self.act)
         return self.y
 
@@ -190,3 +206,67 @@ class RowParallelLinear(_Sliced):
         self.grads[1][...] = db
         np.matmul(self.x.T, dz, out=self.grads[0])
         return dz @ self.params[0].T if need_input_grad else None
+
+
+#: The schemes ``tensor_mlp`` builds: who splits which layer.
+SCHEMES = ("course", "megatron")
+
+
+def split_widths(sizes, scheme: str) -> list[int]:
+    """The widths the scheme cuts over the tensor axis (each must hold at least ``T``): the hidden layers'.
+
+    The course's scheme cuts every hidden layer's output; Megatron's cuts a
+    pair's middle width, which is a hidden width too.  The output layer is
+    replicated in both, except as the row-parallel half of a Megatron pair.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown tensor-parallel scheme {scheme!r}; have {', '.join(SCHEMES)}")
+    hidden = list(sizes[1:-1])
+    return hidden if scheme == "course" else hidden[: 2 * ((len(sizes) - 1) // 2):2]
+
+
+def tensor_mlp(sizes, act: str, comm: MPI.Comm, scheme: str = "course", seed: int = 0, dtype=np.float32,
+               algorithm: str = "auto"):
+    """:func:`training.model.mlp` with its layers cut over ``comm`` (the tensor axis) by ``scheme``.
+
+    - ``"course"``: every hidden layer a :class:`ColumnParallelLinear` whose
+      output is all-gathered, the output layer replicated;
+    - ``"megatron"``: layers in :class:`ColumnParallelLinear` →
+      :class:`RowParallelLinear` pairs, a last unpaired layer replicated.
+
+    At one rank, or with a scheme that cuts nothing, it is the serial model:
+    the same layout, draws and results.
+    """
+    from ..layers import Sequential
+
+    split_widths(sizes, scheme)  # checks the scheme
+    init = "he" if act == "relu" else "glorot"
+    n = len(sizes) - 1
+
+    def act_of(i):
+        return act if i < n - 1 else "identity"
+
+    layers = []
+    i = 0
+    while i < n:
+        if scheme == "course" and i < n - 1:
+            layers.append(ColumnParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, True, algorithm))
+        elif scheme == "megatron" and i + 1 < n:
+            layers.append(ColumnParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, False, algorithm))
+            i += 1
+            layers.append(RowParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, algorithm))
+        else:
+            layers.append(Linear(sizes[i], sizes[i + 1], act_of(i), init))
+        i += 1
+    return Sequential(layers, seed=seed, dtype=dtype)
+
+
+def replicated(model) -> list[np.ndarray]:
+    """The parameters of ``model`` that every rank of the tensor axis holds whole (and must keep equal)."""
+    out = []
+    for layer in model.layers:
+        if isinstance(layer, RowParallelLinear):
+            out.append(layer.params[1])
+        elif not isinstance(layer, ColumnParallelLinear):
+            out += list(getattr(layer, "params", []))
+    return out

@@ -1,0 +1,88 @@
+"""sync_sgd --tensor-parallel T: P ranks as data P/T x tensor T hold, piece by piece, what one rank holds.
+
+Compared parameter by parameter and gradient by gradient (each rank's
+pieces against the same slices of the one-rank model) after 66 steps, for
+both schemes and every T that divides P; widths 23 and 19 cut unevenly for
+every T from 2 to 5.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mpi4py import MPI
+
+from conftest import collective_assert, world
+from training import sync_sgd
+from training.parallel.tensor import ColumnParallelLinear, RowParallelLinear
+
+pytestmark = pytest.mark.mpi(min_size=1)
+
+BASE = ["--hidden", "23,19", "--act", "tanh", "--epochs", "3", "--quiet", "--allreduce", "ring"]
+
+
+def _degrees():
+    p = world().Get_size()
+    return [t for t in range(1, p + 1) if p % t == 0]
+
+
+def _pieces(model, full):
+    """Pairs (this rank's piece, the same slice of the one-rank model's array), parameters and gradients."""
+    out = []
+    numbered = [layer for layer in model.layers if layer.param_shapes]
+    for i, layer in enumerate(numbered):
+        if isinstance(layer, ColumnParallelLinear):
+            cut = (np.s_[:, layer.lo:layer.hi], np.s_[layer.lo:layer.hi])
+        elif isinstance(layer, RowParallelLinear):
+            cut = (np.s_[layer.lo:layer.hi], np.s_[:])
+        else:
+            cut = (np.s_[:], np.s_[:])
+        for name, where in zip(("W", "b"), cut):
+            key = f"{name}{i}"
+            out.append((f"{key}", model.p[key], full.p[key][where]))
+            out.append((f"grad {key}", model.g[key], full.g[key][where]))
+    return out
+
+
+@pytest.mark.parametrize("scheme", ["course", "megatron"])
+def test_every_layout_holds_the_one_rank_model(scheme):
+    _, one = sync_sgd.run(BASE, MPI.COMM_SELF)
+    for t in _degrees():
+        summary, model = sync_sgd.run([*BASE, "--tensor-parallel", str(t), "--tensor-scheme", scheme, "--check"],
+                                      world())
+        assert summary["steps"] == 3 * (1438 // 64) and summary["tensor_parallel"] == t
+        for what, mine, want in _pieces(model, one):
+            ok = mine.shape == want.shape and np.allclose(mine, want, rtol=1e-5, atol=1e-5)
+            collective_assert(world(), ok, f"T={t} {scheme}: {what} differs from one rank's, largest "
+                                           f"{np.max(np.abs(mine - want)) if mine.shape == want.shape else 'shape'}")
+
+
+def test_tensor_parallel_2_learns_digits():
+    if world().Get_size() % 2:
+        pytest.skip("T=2 needs an even number of ranks")
+    summary, _ = sync_sgd.run(["--tensor-parallel", "2", "--epochs", "8", "--quiet", "--check"], world())
+    assert summary["test_accuracy"] >= 0.95 and summary["time_split"]["tensor_communication"] > 0
+
+
+def _exits_2_saying(argv, message, capsys):
+    comm = world()
+    with pytest.raises(SystemExit) as e:
+        sync_sgd.run(argv, comm)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert (message in err) if comm.Get_rank() == 0 else err == ""
+
+
+def test_bad_layouts_exit_2_on_every_rank(capsys, tmp_path):
+    p = world().Get_size()
+    _exits_2_saying(["--tensor-parallel", str(p + 1)], f"--tensor-parallel {p + 1} does not divide the {p} ranks",
+                    capsys)
+    _exits_2_saying(["--tensor-scheme", "diagonal"], "invalid choice: 'diagonal'", capsys)
+    if p > 1:
+        _exits_2_saying(["--tensor-parallel", str(p), "--hidden", f"{p - 1}"],
+                        f"--tensor-parallel {p} is more than the narrowest layer it cuts ({p - 1} features",
+                        capsys)
+        _exits_2_saying(["--tensor-parallel", str(p), "--hidden", ""], "cuts no layer of a model without hidden",
+                        capsys)
+        _exits_2_saying(["--tensor-parallel", str(p), "--checkpoint", str(tmp_path / "ck.h5")],
+                        "--checkpoint with --tensor-parallel > 1 is not supported yet", capsys)
