@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from collectives.algorithms.schedule import partition
+from collectives.runtime import traffic
 from conftest import collective_assert, world
 from training.layers import Linear, Sequential
 from training.model import mlp
@@ -21,6 +22,7 @@ from training.parallel.tensor import (
     gather_from_parallel,
     reduce_from_parallel,
     split_to_parallel,
+    tensor_mlp,
 )
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -154,3 +156,32 @@ def test_the_four_communication_pairs():
     _close(split_to_parallel(mine, n, comm, backward=True), full, "split backward")
     _close(gather_from_parallel(mine, n, comm), full, "gather forward")
     _close(gather_from_parallel(full, n, comm, backward=True), mine, "gather backward")
+
+
+@pytest.mark.parametrize("scheme", ["course", "megatron"])
+def test_messages_and_bytes_per_step_equal_the_formula(scheme):
+    """Per rank and step, ring pinned, B rows of float64, widths divisible by T.
+
+    course (hidden widths h1, h2): all-gather of each hidden output forward,
+    (T-1) messages and (T-1)/T*B*h bytes each; all-reduce of the second
+    layer's input gradient backward, 2(T-1) messages and 2(T-1)/T*B*h1 bytes
+    (the first layer's input gradient is not needed).  megatron (pairs
+    h0->h1->h2, h2->h3->h4): an all-reduce of each pair's output forward and
+    of each pair's input gradient backward but the first's.
+    """
+    t, b = world().Get_size(), 8
+    if scheme == "course":
+        sizes = [7, 6 * t, 4 * t, 5]
+        gathers, reduces = [6 * t, 4 * t], [6 * t]
+    else:
+        sizes = [7, 6 * t, 4 * t, 2 * t, 8 * t, 5]
+        gathers, reduces = [], [4 * t, 8 * t, 4 * t]
+    model = tensor_mlp(sizes, "tanh", world(), scheme, seed=1, dtype=np.float64, algorithm="ring")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((b, 7)), rng.integers(0, 5, b)
+    with traffic.count() as counted:
+        model.loss_and_grad(x, y, 1 / b)
+    messages = (t - 1) * len(gathers) + 2 * (t - 1) * len(reduces)
+    nbytes = 8 * b * (t - 1) * (sum(gathers) + 2 * sum(reduces)) // t
+    collective_assert(world(), (counted.messages_sent, counted.bytes_sent, counted.bytes_received)
+                      == (messages, nbytes, nbytes), f"{counted}; expected {messages} messages, {nbytes} bytes")
