@@ -13,7 +13,7 @@ import pytest
 from mpi4py import MPI
 
 from conftest import collective_assert, world
-from training import sync_sgd
+from training import checkpoint, sync_sgd
 from training.parallel.tensor import ColumnParallelLinear, RowParallelLinear
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -73,7 +73,7 @@ def _exits_2_saying(argv, message, capsys):
     assert (message in err) if comm.Get_rank() == 0 else err == ""
 
 
-def test_bad_layouts_exit_2_on_every_rank(capsys, tmp_path):
+def test_bad_layouts_exit_2_on_every_rank(capsys):
     p = world().Get_size()
     _exits_2_saying(["--tensor-parallel", str(p + 1)], f"--tensor-parallel {p + 1} does not divide the {p} ranks",
                     capsys)
@@ -84,5 +84,26 @@ def test_bad_layouts_exit_2_on_every_rank(capsys, tmp_path):
                         capsys)
         _exits_2_saying(["--tensor-parallel", str(p), "--hidden", ""], "cuts no layer of a model without hidden",
                         capsys)
-        _exits_2_saying(["--tensor-parallel", str(p), "--checkpoint", str(tmp_path / "ck.h5")],
-                        "--checkpoint with --tensor-parallel > 1 is not supported yet", capsys)
+
+
+def test_a_checkpoint_holds_the_whole_model_and_resumes_under_any_layout(tmp_path_factory):
+    """Saved at T = P: resumed at T = P it ends bitwise where the uninterrupted run ends; at every other T
+    that divides P (pure data parallelism, hybrids) it ends where that run ends, to float32 rounding."""
+    comm = world()
+    p = comm.Get_size()
+    d = comm.bcast(str(tmp_path_factory.mktemp("tp_ck")) if comm.Get_rank() == 0 else None)
+    base = ["--hidden", "23,19", "--act", "tanh", "--quiet", "--allreduce", "ring", "--tensor-scheme", "megatron"]
+
+    def train(t, epochs, path, *more):
+        sync_sgd.run([*base, "--tensor-parallel", str(t), "--epochs", str(epochs), "--checkpoint", path, *more], comm)
+        return checkpoint.load(path)["params"]
+
+    uninterrupted = train(p, 2, f"{d}/full.h5")
+    assert uninterrupted.size == 64 * 23 + 23 + 23 * 19 + 19 + 19 * 10 + 10  # the one-rank layout, whole
+    for t in _degrees():
+        train(p, 1, f"{d}/half_{t}.h5")
+        resumed = train(t, 2, f"{d}/half_{t}.h5", "--resume")
+        if t == p:
+            assert np.array_equal(resumed, uninterrupted)
+        else:
+            np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-5)

@@ -18,7 +18,7 @@ from training.data import DataError, digits, hdf5, synthetic
 from training.model import mlp
 from training.optim import learning_rate
 from training.sampler import GlobalBatchSampler
-from training.sync_sgd import Buckets
+from training.gradient_buckets import Buckets
 
 
 @pytest.mark.parametrize("n,batch,p", [(100, 10, 1), (100, 10, 3), (1438, 64, 7), (97, 16, 16), (10, 5, 5)])

@@ -87,9 +87,6 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     if args.batch < p // t:
         raise ValueError(f"--batch {args.batch} is smaller than the {p // t} data-parallel ranks: "
                          "every one needs a sample per step")
-    if t > 1 and args.checkpoint:
-        raise ValueError("--checkpoint with --tensor-parallel > 1 is not supported yet: a checkpoint holds the "
-                         "one-rank layout, and gathering the cut layers into it is still to come")
     if args.nesterov and args.momentum == 0:
         raise ValueError("--nesterov needs --momentum > 0")
     if (args.resume or args.checkpoint_every) and not args.checkpoint:

@@ -77,7 +77,7 @@ def compare(saved: dict, current: dict) -> tuple[list[str], list[str]]:
     return refusals, warnings
 
 
-def restore(path: str, config: dict, model, opt, steps_per_epoch: int) -> tuple[int, int, list[str]]:
+def restore(path: str, config: dict, model, opt, steps_per_epoch: int, whole=None) -> tuple[int, int, list[str]]:
     """Load checkpoint ``path`` into ``model`` and ``opt`` if it continues this run.
 
     Parameters
@@ -89,6 +89,10 @@ def restore(path: str, config: dict, model, opt, steps_per_epoch: int) -> tuple[
     opt : training.optim.SGD
         Its momentum buffer is loaded, or zeroed if the checkpoint has none.
     steps_per_epoch : int
+    whole : (int, callable), optional
+        For a model cut over ranks: the whole model's size and
+        ``fill(whole_vector, local_buffer)``, which keeps this rank's pieces
+        (see :mod:`training.parallel.whole`).  Default: the model is whole.
 
     Returns
     -------
@@ -106,13 +110,17 @@ def restore(path: str, config: dict, model, opt, steps_per_epoch: int) -> tuple[
     if refusals:
         raise CheckpointError(f"{path} cannot resume this run: {'; '.join(refusals)}. Resume with the "
                               "checkpoint's settings, or start afresh without --resume")
-    if ck["params"].size != model.params.size:
-        raise CheckpointError(f"{path} holds {ck['params'].size} parameters, the model has {model.params.size}")
+    size, fill = whole or (model.params.size, lambda src, dst: dst.__setitem__(Ellipsis, src))
+    if ck["params"].size != size:
+        raise CheckpointError(f"{path} holds {ck['params'].size} parameters, the model has {size}")
     epoch, step_in_epoch, step = ck["epoch"], ck["step_in_epoch"], ck["step"]
     if epoch < 0 or not 0 <= step_in_epoch < steps_per_epoch or step != epoch * steps_per_epoch + step_in_epoch:
         raise CheckpointError(f"{path}: step {step} is not step {step_in_epoch} of epoch {epoch} in epochs of "
                               f"{steps_per_epoch} steps; the checkpoint is damaged")
-    model.params[...] = ck["params"]
+    fill(ck["params"], model.params)
     if opt.buffer is not None:
-        opt.buffer[...] = 0 if ck["momentum"] is None else ck["momentum"]
+        if ck["momentum"] is None:
+            opt.buffer[...] = 0
+        else:
+            fill(ck["momentum"], opt.buffer)
     return epoch, step_in_epoch, warnings

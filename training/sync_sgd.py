@@ -44,65 +44,21 @@ from collectives.runtime.communicator import library_comm
 from numa import threads
 
 from . import checkpoint, divergence, options, resume
+from .gradient_buckets import Buckets, Overlap
 from .layers import Sequential
 from .optim import SGD, learning_rate
 from .options import PROG
 from .parallel.grid import Layout, ProcessGrid
 from .parallel.tensor import replicated, tensor_mlp
+from .parallel.whole import from_whole, to_whole, whole_size
 from .sampler import GlobalBatchSampler
 
-__all__ = ["main", "run", "parser", "Buckets"]
-
-
-class Buckets:
-    """Contiguous ranges of the flat gradient of at most ``bucket_bytes`` each (at least one element)."""
-
-    def __init__(self, size: int, itemsize: int, bucket_bytes: float):
-        step = max(1, int(bucket_bytes // itemsize)) if bucket_bytes > 0 else max(size, 1)
-        self.ranges = [(lo, min(lo + step, size)) for lo in range(0, size, step)]
+__all__ = ["main", "run", "parser"]
 
 
 def parser() -> cli.ArgumentParser:
     """The command line's parser (its ``--help`` is this module's docstring); see :mod:`training.options`."""
     return options.parser(__doc__)
-
-
-class _Overlap:
-    """One step's buckets, started as backward fills them and progressed between layers.
-
-    ``span``: from the first bucket's start to the last one's completion;
-    ``exposed``: from the end of backward's arithmetic (the last layer's
-    gradients written) to that completion; hidden = ``1 - exposed / span``.
-    ``inside``: seconds spent starting and progressing inside backward
-    (communication, not compute).
-    """
-
-    def __init__(self, model, ranges, views, algorithm, comm):
-        self.model, self.ranges, self.views = model, ranges, views
-        self.algorithm, self.comm = algorithm, comm
-        self.pending, self.inside, self.first = [], 0.0, None
-        self.span = self.exposed = 0.0
-        self.arithmetic_done = None
-
-    def layer_done(self, layer: int) -> None:
-        t = self.arithmetic_done = time.perf_counter()
-        ready = self.model.param_range(layer)[1]  # layers are laid out last first: [0, ready) is final
-        while len(self.pending) < len(self.ranges) and self.ranges[len(self.pending)][1] <= ready:
-            if self.first is None:
-                self.first = t
-            view = self.views[len(self.pending)]
-            self.pending.append(collectives.allreduce_start(view, view, op="sum", algorithm=self.algorithm,
-                                                            comm=self.comm))
-        for p in self.pending:
-            p.progress()
-        self.inside += time.perf_counter() - t
-
-    def finish(self) -> None:
-        for p in self.pending:
-            p.wait()
-        if self.first is not None:
-            end = time.perf_counter()
-            self.span, self.exposed = end - self.first, end - self.arithmetic_done
 
 
 def _accuracy(model: Sequential, source, comm) -> float:
@@ -196,7 +152,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     steps = sampler.steps_per_epoch
     warmup = int(round(args.warmup_epochs * steps))
     config = resume.describe(args, source, sizes, p)
-    start_epoch, start_step = _resume(args, world, config, model, opt, steps) if args.resume else (0, 0)
+    start_epoch, start_step = _resume(args, world, config, model, opt, steps, grid) if args.resume else (0, 0)
     if rank == 0 and not args.quiet:
         print(f"# sync_sgd: P={p}, data {source.name} ({source.n_train} train, {source.n_test} test), "
               f"MLP {sizes} {args.act}, global batch {args.batch} ({sampler.per_rank}/rank), "
@@ -229,7 +185,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             tensor_before = _tensor_seconds(model)
             t0 = time.perf_counter()
             if args.overlap:
-                overlap = _Overlap(model, buckets.ranges, bucket_views, args.allreduce, data)
+                overlap = Overlap(model, buckets.ranges, bucket_views, args.allreduce, data)
                 loss = model.loss_and_grad(x, y, scale, overlap.layer_done)
                 t1 = time.perf_counter()
                 overlap.finish()
@@ -259,7 +215,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
                           saved_step, rows, config)
             if args.checkpoint_every and global_step % args.checkpoint_every == 0:
                 done = first + s + 1
-                saved_step = _save(args, world, model, opt, config, global_step, epoch + (done == steps),
+                saved_step = _save(args, world, grid, model, opt, config, global_step, epoch + (done == steps),
                                    done % steps)
         wall = time.perf_counter() - t_epoch
         split = _time_split(world, compute, comm_t)
@@ -290,7 +246,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
                   + (f"  tensor comm {rec['tensor_communication']:4.0%}" if args.tensor_parallel > 1 else "")
                   + (f"  hidden {hidden:4.0%}" if args.overlap else ""), flush=True)
     if args.checkpoint and saved_step != global_step:  # the final state, whatever --checkpoint-every
-        _save(args, world, model, opt, config, global_step, args.epochs, 0)
+        _save(args, world, grid, model, opt, config, global_step, args.epochs, 0)
     total_wall = world.allreduce(time.perf_counter() - run_start, op=MPI.MAX)
     busy = max(totals.sum() + tensor_total, 1e-12)
     summary = {
@@ -331,11 +287,15 @@ def _prepare_outputs(args, comm) -> None:
     cli.agree_or_exit(comm, why and f"--checkpoint {why}", PROG)
 
 
-def _resume(args, comm, config: dict, model: Sequential, opt: SGD, steps: int) -> tuple[int, int]:
-    """Load ``--checkpoint`` if it continues this run (exit 2 on every rank if not); rank 0 warns of the rest."""
+def _resume(args, comm, config: dict, model: Sequential, opt: SGD, steps: int, grid) -> tuple[int, int]:
+    """Load ``--checkpoint`` if it continues this run (exit 2 on every rank if not); rank 0 warns of the rest.
+
+    The checkpoint holds the whole model; each rank keeps its pieces of it.
+    """
     error, epoch, step_in_epoch, warnings = None, 0, 0, []
+    place = (whole_size(model), lambda src, dst: from_whole(model, src, dst, grid.tensor))
     try:
-        epoch, step_in_epoch, warnings = resume.restore(args.checkpoint, config, model, opt, steps)
+        epoch, step_in_epoch, warnings = resume.restore(args.checkpoint, config, model, opt, steps, place)
     except checkpoint.CheckpointError as e:
         error = str(e)
     cli.agree_or_exit(comm, error, PROG)
@@ -345,11 +305,19 @@ def _resume(args, comm, config: dict, model: Sequential, opt: SGD, steps: int) -
     return epoch, step_in_epoch
 
 
-def _save(args, comm, model: Sequential, opt: SGD, config: dict, step: int, epoch: int, step_in_epoch: int) -> int:
-    """Write the checkpoint of ``step`` and return ``step``; a failed write stops every rank with exit 1."""
+def _save(args, comm, grid, model: Sequential, opt: SGD, config: dict, step: int, epoch: int,
+          step_in_epoch: int) -> int:
+    """Write the checkpoint of ``step`` and return ``step``; a failed write stops every rank with exit 1.
+
+    The whole model, gathered from the tensor axis to rank 0 (tensor rank 0
+    of the first replica): checkpoints do not depend on the layout.
+    """
+    params = to_whole(model, model.params, grid.tensor)
+    momentum = None if opt.buffer is None else to_whole(model, opt.buffer, grid.tensor)
     error = None
     try:
-        checkpoint.save(args.checkpoint, comm, params=model.params, momentum=opt.buffer, step=step, epoch=epoch,
+        checkpoint.save(args.checkpoint, comm, params=model.params if params is None else params,
+                        momentum=opt.buffer if momentum is None else momentum, step=step, epoch=epoch,
                         step_in_epoch=step_in_epoch, seed=args.seed, config=config)
     except checkpoint.CheckpointError as e:
         error = str(e)
