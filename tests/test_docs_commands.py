@@ -31,6 +31,7 @@ PARSE = {
     "collectives.alphabeta": ("collectives.alphabeta.command", "parse_args"),
     "training.sync_sgd": ("training.sync_sgd", "parser"),
     "training.roofline": ("training.roofline", "parse_args"),
+    "training.layout_bench": ("training.layout_bench", "parser"),
     "numa": ("numa.__main__", "parser"),
     "scripts/check_cost.py": ("scripts/check_cost.py", "parser"),
     "scripts/ddp_compare.py": ("scripts/ddp_compare.py", "parser"),

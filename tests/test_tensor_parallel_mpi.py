@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from mpi4py import MPI
 
 from collectives.algorithms.schedule import partition
 from collectives.runtime import traffic
 from conftest import collective_assert, world
 from training.layers import Linear, Sequential
 from training.model import mlp
+from training.parallel.layout_cost import local_parameters, step_collectives
 from training.parallel.tensor import (
     ColumnParallelLinear,
     RowParallelLinear,
@@ -185,3 +187,23 @@ def test_messages_and_bytes_per_step_equal_the_formula(scheme):
     nbytes = 8 * b * (t - 1) * (sum(gathers) + 2 * sum(reduces)) // t
     collective_assert(world(), (counted.messages_sent, counted.bytes_sent, counted.bytes_received)
                       == (messages, nbytes, nbytes), f"{counted}; expected {messages} messages, {nbytes} bytes")
+
+
+@pytest.mark.parametrize("scheme", ["course", "megatron"])
+def test_a_real_step_moves_what_the_layout_accounting_lists(scheme):
+    """training.parallel.layout_cost, which the cost model prices, against the traffic of a real step,
+    uneven widths: bytes summed over the ranks (ring: all-gather (T-1)*n, all-reduce 2(T-1)*n), and the
+    most parameters any rank holds."""
+    t = world().Get_size()
+    sizes, batch = [7, 3 * t + 1, 2 * t + 1, 4 * t + 3, 5], 6
+    model = tensor_mlp(sizes, "tanh", world(), scheme, seed=1, algorithm="ring")
+    rng = np.random.default_rng(0)
+    x, y = rng.standard_normal((batch, 7)).astype(np.float32), rng.integers(0, 5, batch)
+    with traffic.count() as counted:
+        model.loss_and_grad(x, y, 1 / batch)
+    calls = step_collectives(sizes, batch, 1, t, scheme)
+    want = sum((t - 1) * c.nbytes * (2 if c.family == "allreduce" else 1) for c in calls)
+    total = world().allreduce(counted.bytes_sent)
+    collective_assert(world(), total == want, f"the ranks sent {total} bytes, the accounting says {want}")
+    most = world().allreduce(model.params.size, op=MPI.MAX)
+    assert most == local_parameters(sizes, t, scheme)

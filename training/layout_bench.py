@@ -1,0 +1,174 @@
+"""``python -m training.layout_bench``: data against model (tensor) parallelism, communication per step.
+
+For an MLP of ``--layers`` fully connected layers of width ``d`` and a
+global batch ``B``, every (d, B) of ``--widths`` × ``--batches`` is trained
+in two layouts of the P ranks, all data parallel (``D = P``) and all model
+parallel (``T = P``, ``--scheme``), and the collectives one step issues in
+each (:func:`training.parallel.layout_cost.step_collectives`) are timed
+as ``collectives.bench`` times a call (warm-up, a barrier before every
+call, the slowest rank's time, the median of repeats; the method the cost
+model is checked against) beside their prediction from the measured profile
+(``--profile``, else the one ``auto`` reads).  The table says which layout
+communicates less where; the course's rule of thumb is that model
+parallelism wins for wide layers (``d ≫ B``).
+
+Examples::
+
+    mpiexec -n 2 python -m mpi4py -m training.layout_bench --json layout.json --plot layout.png
+    mpiexec -n 2 python -m mpi4py -m training.layout_bench --widths 64,1024 --batches 8,512 --budget 0.05
+"""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+from mpi4py import MPI
+
+import collectives
+from collectives import bench, cli, plots
+from collectives.bench import environment, format_size
+from collectives.model.profile import active, load
+from collectives.runtime.communicator import unchecked
+
+from .parallel.grid import Layout, ProcessGrid
+from .parallel.layout_cost import predict_step, step_collectives
+
+PROG = "python -m training.layout_bench"
+
+
+def parser() -> cli.ArgumentParser:
+    """The command line's options."""
+    ap = cli.ArgumentParser(prog=PROG, description=__doc__.split("\n\n")[0])
+    ap.add_argument("--widths", type=cli.size_list, default=[64, 256, 1024, 4096, 8192],
+                    help="layer widths d, comma-separated (default 64,256,1K,4K,8K)")
+    ap.add_argument("--batches", type=cli.size_list, default=[8, 64, 256, 1024],
+                    help="global batches B, comma-separated (default 8,64,256,1K)")
+    ap.add_argument("--layers", type=cli.positive_int, default=3, help="fully connected layers (default 3)")
+    ap.add_argument("--scheme", choices=["course", "megatron"], default="course", help="the model-parallel scheme")
+    ap.add_argument("--algorithm", default="ring", help="the collectives' algorithm (default ring)")
+    ap.add_argument("--profile", metavar="PATH", help="profile to predict from (default: the one auto reads)")
+    ap.add_argument("--budget", type=cli.positive_seconds, metavar="SECONDS", default=0.2,
+                    help="timing per collective (default 0.2)")
+    ap.add_argument("--json", metavar="PATH", help="write the table as JSON")
+    ap.add_argument("--plot", metavar="PATH.png", help="PNG of the winner at each (d, B), measured and predicted")
+    return ap
+
+
+def _time(family: str, nbytes: int, algorithm: str, comm, budget: float) -> float:
+    """Seconds of one call as :mod:`collectives.bench` times it (interleaved with the library's own, a
+    barrier before each, the slowest rank's time, the median): the method the cost model is checked by."""
+    if family == "allgather" and algorithm not in collectives.ALGORITHMS["allgather"]:
+        algorithm = "auto"
+    args = bench.parse_args(["--collective", family, "--algorithms", algorithm, "--min-bytes", str(nbytes),
+                             "--max-bytes", str(nbytes), "--budget", str(budget), "--quiet"])
+    return next(r["time_us"] for r in bench.run(args, comm) if r["algorithm"] == algorithm) * 1e-6
+
+
+def measure(args, prof, comm) -> list[dict]:
+    """One record per (d, B, layout): measured and predicted seconds per step, per axis."""
+    p = comm.Get_size()
+    grids = {name: ProcessGrid(comm, Layout(p, tensor=t)) for name, t in (("data", 1), ("model", p))}
+    out, timed = [], {}  # the same collective (e.g. a data layout's all-reduce at every B) is timed once
+    for d in args.widths:
+        sizes = [d] * (args.layers + 1)
+        for b in args.batches:
+            for name, grid in grids.items():
+                calls = step_collectives(sizes, b, grid.data.Get_size(), grid.tensor.Get_size(), args.scheme)
+                measured = {"data": 0.0, "tensor": 0.0}
+                for c in calls:
+                    if c not in timed:
+                        timed[c] = _time(c.family, c.nbytes, args.algorithm, grid.comm(c.axis), args.budget)
+                    measured[c.axis] += timed[c]
+                predicted = predict_step(calls, prof, args.algorithm)
+                out.append({"width": d, "batch": b, "layout": name, "measured_s": sum(measured.values()),
+                            "predicted_s": sum(predicted.values()), "largest_message_bytes":
+                            max((c.nbytes for c in calls), default=0), "collectives": len(calls)})
+    for grid in grids.values():
+        grid.free()
+    return out
+
+
+def table(records: list[dict]) -> str:
+    """Per (d, B): each layout's measured and predicted microseconds, and the winner by each."""
+    lines = [f"{'d':>6} {'B':>6} {'data_us':>10} {'pred':>10} {'model_us':>10} {'pred':>10} "
+             f"{'winner':>8} {'predicted':>10}"]
+    for d, b in sorted({(r["width"], r["batch"]) for r in records}):
+        row = {r["layout"]: r for r in records if r["width"] == d and r["batch"] == b}
+        dm, mm = row["data"], row["model"]
+        win = "data" if dm["measured_s"] <= mm["measured_s"] else "model"
+        guess = "data" if dm["predicted_s"] <= mm["predicted_s"] else "model"
+        lines.append(f"{d:>6} {b:>6} {dm['measured_s'] * 1e6:>10.1f} {dm['predicted_s'] * 1e6:>10.1f} "
+                     f"{mm['measured_s'] * 1e6:>10.1f} {mm['predicted_s'] * 1e6:>10.1f} {win:>8} {guess:>10}")
+    big = [r for r in records if r["largest_message_bytes"] >= 64 << 10 and r["measured_s"] > 0]
+    if big:
+        worst = max(big, key=lambda r: abs(r["predicted_s"] / r["measured_s"] - 1))
+        lines.append(f"# largest |predicted/measured - 1| with messages >= 64 KiB: "
+                     f"{worst['predicted_s'] / worst['measured_s'] - 1:+.1%} ({worst['layout']}, d={worst['width']}, "
+                     f"B={worst['batch']})")
+    return "\n".join(lines)
+
+
+def plot(records: list[dict], path: str) -> None:
+    """Two panels, measured and predicted: which layout communicates less at each (d, B)."""
+    plt = plots.pyplot()
+    ds = sorted({r["width"] for r in records})
+    bs = sorted({r["batch"] for r in records})
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), sharey=True)
+    for ax, key in zip(axes, ("measured_s", "predicted_s")):
+        grid = np.zeros((len(bs), len(ds)))
+        for r in records:
+            if r["layout"] == "model":
+                data = next(q for q in records if q["layout"] == "data" and q["width"] == r["width"]
+                            and q["batch"] == r["batch"])
+                grid[bs.index(r["batch"]), ds.index(r["width"])] = np.log2(data[key] / max(r[key], 1e-12))
+        limit = max(np.abs(grid).max(), 1e-9)
+        im = ax.imshow(grid, origin="lower", cmap="coolwarm", vmin=-limit, vmax=limit, aspect="auto")
+        ax.set_xticks(range(len(ds)), [format_size(d) for d in ds])
+        ax.set_yticks(range(len(bs)), [str(b) for b in bs])
+        ax.set_xlabel("layer width d")
+        ax.set_title(f"{key.split('_')[0]}: log2(data / model time)")
+    axes[0].set_ylabel("global batch B")
+    fig.colorbar(im, ax=axes, label="> 0: model parallelism communicates less")
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def main(argv=None) -> int:
+    """Measure, predict, print; exits 2 on every rank on bad input."""
+    args = parser().parse_args(argv)
+    comm = MPI.COMM_WORLD
+    error = None
+    if args.algorithm not in collectives.ALGORITHMS["allreduce"] or args.algorithm in ("mpi", "auto"):
+        error = f"--algorithm {args.algorithm!r}: name a hand-written all-reduce the model predicts"
+    prof = None
+    if error is None:
+        try:
+            prof = load(args.profile) if args.profile else active()[0]
+        except (OSError, ValueError) as e:
+            error = str(e)
+        if prof is None and error is None:
+            error = ("no profile to predict from: run `python -m collectives.alphabeta --save` first, "
+                     "or pass --profile PATH")
+    cli.agree_or_exit(comm, error, PROG)
+    cli.check_outputs(comm, {"--json": args.json, "--plot": args.plot}, PROG)
+    cli.agree_or_exit(comm, plots.missing() if args.plot and comm.Get_rank() == 0 else None, PROG)
+    with unchecked():
+        records = measure(args, prof, comm)
+    env = environment(comm)
+    if comm.Get_rank() == 0:
+        print(f"# {PROG}: P={comm.Get_size()}, {args.layers} layers, scheme {args.scheme}, "
+              f"algorithm {args.algorithm}, float32; data: D=P, model: T=P")
+        print(table(records), flush=True)
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump({"environment": env, "records": records,
+                           "options": {k: v for k, v in vars(args).items() if k not in ("json", "plot")}}, f,
+                          indent=1)
+        if args.plot:
+            plot(records, args.plot)
+    return 0
+
+
+if __name__ == "__main__":
+    cli.run_main(main)
