@@ -1,7 +1,14 @@
-"""Our synchronous SGD beside PyTorch DistributedDataParallel (gloo, CPU), same model, batch, data, in one run.
+"""Our synchronous SGD beside PyTorch's (gloo, CPU): DDP, or its tensor parallelism; same model, batch, data.
 
     pip install -e ".[compare]"        # torch==2.13.0, CPU build
     mpiexec -n 2 python -m mpi4py scripts/ddp_compare.py --epochs 6 --json ddp.json
+    mpiexec -n 2 python -m mpi4py scripts/ddp_compare.py --tensor-parallel 2 --json tp.json
+
+With ``--tensor-parallel T`` (T = P: every rank holds a cut of one model and
+sees the whole batch) ours runs ``sync_sgd --tensor-parallel T
+--tensor-scheme megatron`` and torch ``torch.distributed.tensor.parallel``:
+``ColwiseParallel`` on the first layer, ``RowwiseParallel`` on the second,
+the same pairing (one all-reduce forward, none backward for the first pair).
 
 Both train the digits MLP (64-128-10, relu) with SGD (momentum 0.9, weight
 decay 1e-4), the same global batch split over the ranks the same way (the
@@ -53,11 +60,20 @@ def torch_epochs(args, comm, epochs: int) -> list[float]:
         dist.init_process_group("gloo", rank=rank, world_size=p)
     torch.manual_seed(args.seed)
     model = nn.Sequential(nn.Linear(64, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 10))
-    ddp = nn.parallel.DistributedDataParallel(model)
+    if args.tensor_parallel > 1:  # one model cut over all P ranks, each seeing the whole batch
+        from torch.distributed.device_mesh import init_device_mesh
+        from torch.distributed.tensor.parallel import ColwiseParallel, RowwiseParallel, parallelize_module
+
+        ddp = parallelize_module(model, init_device_mesh("cpu", (p,)),
+                                 {"0": ColwiseParallel(), "2": RowwiseParallel()})
+        replicas, replica = 1, 0
+    else:
+        ddp = nn.parallel.DistributedDataParallel(model)
+        replicas, replica = p, rank
     opt = torch.optim.SGD(ddp.parameters(), lr=args.lr, momentum=0.9, weight_decay=1e-4)
     loss_fn = nn.CrossEntropyLoss(reduction="sum")
     src = digits(seed=args.seed)
-    sampler = GlobalBatchSampler(src.n_train, args.batch, p, rank, args.seed)
+    sampler = GlobalBatchSampler(src.n_train, args.batch, replicas, replica, args.seed)
     rates = []
     for epoch in range(epochs):
         idx = sampler.epoch(epoch)
@@ -68,8 +84,8 @@ def torch_epochs(args, comm, epochs: int) -> list[float]:
         t0 = time.perf_counter()
         for s in range(len(idx)):
             opt.zero_grad(set_to_none=True)
-            # the global mean: DDP averages over ranks, so scale the local sum by P / global batch
-            loss = loss_fn(ddp(xs[s * b : (s + 1) * b]), ys[s * b : (s + 1) * b]) * (p / args.batch)
+            # the global mean: DDP averages over its replicas, so scale the local sum by replicas / global batch
+            loss = loss_fn(ddp(xs[s * b : (s + 1) * b]), ys[s * b : (s + 1) * b]) * (replicas / args.batch)
             loss.backward()
             opt.step()
         wall = comm.allreduce(time.perf_counter() - t0, op=MPI.MAX)
@@ -80,7 +96,8 @@ def torch_epochs(args, comm, epochs: int) -> list[float]:
 def ours_epochs(args, comm, epochs: int) -> list[float]:
     summary, _ = sync_sgd.run(["--epochs", str(epochs), "--batch", str(args.batch), "--lr", str(args.lr),
                                "--hidden", str(args.hidden), "--allreduce", args.allreduce, "--quiet",
-                               "--seed", str(args.seed)], comm)
+                               "--seed", str(args.seed), "--tensor-parallel", str(args.tensor_parallel),
+                               "--tensor-scheme", "megatron"], comm)
     return [e["samples_per_s"] for e in summary["epochs_log"]]
 
 
@@ -94,6 +111,8 @@ def parser() -> argparse.ArgumentParser:
     ap.add_argument("--lr", type=float, default=0.05)
     ap.add_argument("--allreduce", default="auto")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--tensor-parallel", type=int, default=1, metavar="T",
+                    help="1: data parallel (DDP); P: one model cut over all ranks (torch's tensor parallelism)")
     ap.add_argument("--json", metavar="PATH")
     return ap
 
@@ -107,6 +126,9 @@ def main(argv=None) -> int:
         torch = None
     cli.agree_or_exit(comm, None if torch else "needs torch: pip install -e '.[compare]' (torch==2.13.0, CPU)",
                       "scripts/ddp_compare.py")
+    cli.agree_or_exit(comm, None if args.tensor_parallel in (1, comm.Get_size()) else
+                      f"--tensor-parallel {args.tensor_parallel}: 1 (DDP) or {comm.Get_size()} (all ranks)",
+                      "scripts/ddp_compare.py")
     from collectives.runtime.communicator import library_comm
 
     library_comm(comm)  # our threads per rank; give torch the same
@@ -119,15 +141,17 @@ def main(argv=None) -> int:
     result = {
         "ranks": comm.Get_size(), "threads_per_rank": n_threads, "global_batch": args.batch,
         "model": [64, args.hidden, 10], "allreduce": args.allreduce, "torch": torch.__version__,
+        "tensor_parallel": args.tensor_parallel,
         "ours_samples_per_s": float(np.median(ours)), "ddp_samples_per_s": float(np.median(theirs)),
         "ours_epochs": ours, "ddp_epochs": theirs,
     }
     result["ratio"] = result["ours_samples_per_s"] / result["ddp_samples_per_s"]
     if comm.Get_rank() == 0:
+        theirs_name = f"torch tensor parallel {args.tensor_parallel}" if args.tensor_parallel > 1 else "DDP"
         print(f"# P={result['ranks']}, {n_threads} thread(s)/rank, global batch {args.batch}, digits MLP "
               f"{result['model']}, torch {torch.__version__} gloo")
         print(f"ours ({args.allreduce}): {result['ours_samples_per_s']:.0f} samples/s   "
-              f"DDP: {result['ddp_samples_per_s']:.0f} samples/s   ratio {result['ratio']:.2f}x")
+              f"{theirs_name}: {result['ddp_samples_per_s']:.0f} samples/s   ratio {result['ratio']:.2f}x")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(result, f, indent=1)

@@ -8,6 +8,7 @@ import os
 import subprocess
 import sys
 
+import pytest
 from conftest import ROOT, launch
 
 
@@ -20,14 +21,15 @@ def test_check_cost_times_both_modes_and_writes_json(tmp_path):
     assert all(r["on_us"] > 0 and r["off_us"] > 0 for r in rows)
 
 
-def test_ddp_compare_runs_or_says_it_needs_torch(tmp_path):
+@pytest.mark.parametrize("tensor_parallel", ["1", "2"])
+def test_ddp_compare_runs_or_says_it_needs_torch(tensor_parallel, tmp_path):
     out = launch(tmp_path, 2, "scripts/ddp_compare.py", "--epochs", "2", "--blocks", "1",
-                 "--json", str(tmp_path / "ddp.json"))
+                 "--tensor-parallel", tensor_parallel, "--json", str(tmp_path / "ddp.json"))
     if importlib.util.find_spec("torch") is None:
         assert out.returncode == 2 and out.stderr.count("needs torch") == 1, out.stderr
     else:
         assert out.returncode == 0, out.stderr
-        assert (tmp_path / "ddp.json").exists()
+        assert json.loads((tmp_path / "ddp.json").read_text())["tensor_parallel"] == int(tensor_parallel)
 
 
 def test_bench_table_renders_a_record_as_ratios():
