@@ -207,3 +207,34 @@ def test_a_real_step_moves_what_the_layout_accounting_lists(scheme):
     collective_assert(world(), total == want, f"the ranks sent {total} bytes, the accounting says {want}")
     most = world().allreduce(model.params.size, op=MPI.MAX)
     assert most == local_parameters(sizes, t, scheme)
+
+
+@pytest.mark.parametrize("scheme", ["course", "megatron"])
+def test_fifty_sgd_steps_in_float64_hold_the_one_rank_model(scheme):
+    """T = world size ranks, one replica, 50 steps of SGD with momentum on the same batches: every piece
+    of the parameters and of the last gradients equals the one-rank model's slice to 1e-10."""
+    from training.optim import SGD
+
+    t = world().Get_size()
+    sizes = [9, 5 * t + 1, 3 * t + 2, 2 * t + 3, 4]
+    one = mlp(sizes, "tanh", seed=4, dtype=np.float64)
+    cut = tensor_mlp(sizes, "tanh", world(), scheme, seed=4, dtype=np.float64, algorithm="ring")
+    opts = [SGD(m.params, 0.9, 1e-4) for m in (one, cut)]
+    rng = np.random.default_rng(3)
+    for _ in range(50):
+        x, y = rng.standard_normal((6, 9)), rng.integers(0, 4, 6)
+        for model, opt in zip((one, cut), opts):
+            model.loss_and_grad(x, y, 1 / 6)
+            opt.step(model.grads, 0.05)
+    numbered = [layer for layer in cut.layers if layer.param_shapes]
+    for i, layer in enumerate(numbered):
+        if isinstance(layer, ColumnParallelLinear):
+            where = (np.s_[:, layer.lo:layer.hi], np.s_[layer.lo:layer.hi])
+        elif isinstance(layer, RowParallelLinear):
+            where = (np.s_[layer.lo:layer.hi], np.s_[:])
+        else:
+            where = (np.s_[:], np.s_[:])
+        for name, w in zip(("W", "b"), where):
+            for got, full in ((cut.p, one.p), (cut.g, one.g)):
+                ok = np.allclose(got[f"{name}{i}"], full[f"{name}{i}"][w], rtol=1e-10, atol=1e-10)
+                collective_assert(world(), ok, f"{name}{i} differs from the one-rank model's slice")

@@ -107,3 +107,8 @@ def test_a_checkpoint_holds_the_whole_model_and_resumes_under_any_layout(tmp_pat
             assert np.array_equal(resumed, uninterrupted)
         else:
             np.testing.assert_allclose(resumed, uninterrupted, rtol=1e-5, atol=1e-5)
+    other = ["--hidden", "23,17", *base[2:]]  # another model: refused before any step, on every rank
+    with pytest.raises(SystemExit) as e:
+        sync_sgd.run([*other, "--tensor-parallel", str(p), "--epochs", "3", "--checkpoint", f"{d}/full.h5",
+                      "--resume"], comm)
+    assert e.value.code == 2
