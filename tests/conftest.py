@@ -136,3 +136,26 @@ def crashed_runs_cleaned_up():
                 os.unlink(path)
             except FileNotFoundError:
                 pass
+
+
+def tensor_slices(layer):
+    """Where a tensor-parallel layer's ``(W, b)`` sit in the whole layer's arrays (whole for a serial layer)."""
+    from training.parallel.tensor import ColumnParallelLinear, RowParallelLinear
+
+    if isinstance(layer, ColumnParallelLinear):
+        return np.s_[:, layer.lo:layer.hi], np.s_[layer.lo:layer.hi]
+    if isinstance(layer, RowParallelLinear):
+        return np.s_[layer.lo:layer.hi], np.s_[:]
+    return np.s_[:], np.s_[:]
+
+
+def assert_finite_differences(params: np.ndarray, grads: np.ndarray, loss, indices, h: float = 1e-6) -> None:
+    """Every ``grads[i]`` (``i`` in ``indices``) equals the central difference of ``loss()`` in ``params[i]``."""
+    for i in indices:
+        old = params[i]
+        params[i] = old + h
+        up = loss()
+        params[i] = old - h
+        down = loss()
+        params[i] = old
+        assert grads[i] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8), i

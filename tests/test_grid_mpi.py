@@ -30,43 +30,40 @@ def my_group(layout: Layout, axis: str, rank: int) -> list[int]:
     return group
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=["x".join(map(str, lay.dims)) for lay in LAYOUTS])
-def test_axis_communicators_hold_the_tabled_groups_in_coordinate_order(layout):
-    rank = world().Get_rank()
-    grid = ProcessGrid(world(), layout)
-    try:
-        problems = []
-        if (grid.rank, grid.coords) != (rank, coords(rank, layout.dims)):
-            problems.append(f"grid rank {grid.rank} at {grid.coords}, expected {rank} at "
-                            f"{coords(rank, layout.dims)}")
-        for i, axis in enumerate(AXES):
-            comm = grid.comm(axis)
-            members = comm.allgather(rank)
-            if comm is not getattr(grid, axis) or members != my_group(layout, axis, rank) \
-                    or comm.Get_rank() != grid.coords[i]:
-                problems.append(f"{axis}: members {members}, rank {comm.Get_rank()} in them; "
-                                f"expected {my_group(layout, axis, rank)}, rank {grid.coords[i]}")
-        collective_assert(world(), not problems, "; ".join(problems))
-    finally:
-        grid.free()
+@pytest.fixture(params=LAYOUTS, ids=["x".join(map(str, lay.dims)) for lay in LAYOUTS])
+def grid(request):
+    """A grid of every layout that fits the world, freed after the test."""
+    built = ProcessGrid(world(), request.param)
+    yield built
+    built.free()
 
 
-@pytest.mark.parametrize("layout", LAYOUTS, ids=["x".join(map(str, lay.dims)) for lay in LAYOUTS])
-def test_allreduce_of_rank_numbers_over_each_axis_sums_its_group(layout):
+def test_axis_communicators_hold_the_tabled_groups_in_coordinate_order(grid):
+    rank, layout = world().Get_rank(), grid.layout
+    problems = []
+    if (grid.rank, grid.coords) != (rank, coords(rank, layout.dims)):
+        problems.append(f"grid rank {grid.rank} at {grid.coords}, expected {rank} at "
+                        f"{coords(rank, layout.dims)}")
+    for i, axis in enumerate(AXES):
+        comm = grid.comm(axis)
+        members = comm.allgather(rank)
+        if comm is not getattr(grid, axis) or members != my_group(layout, axis, rank) \
+                or comm.Get_rank() != grid.coords[i]:
+            problems.append(f"{axis}: members {members}, rank {comm.Get_rank()} in them; "
+                            f"expected {my_group(layout, axis, rank)}, rank {grid.coords[i]}")
+    collective_assert(world(), not problems, "; ".join(problems))
+
+
+def test_allreduce_of_rank_numbers_over_each_axis_sums_its_group(grid):
     rank = world().Get_rank()
-    grid = ProcessGrid(world(), layout)
-    try:
-        problems = []
-        for axis in AXES:
-            want = sum(my_group(layout, axis, rank))
-            ours = collectives.allreduce(np.array([rank], np.int64), algorithm="ring",
-                                         comm=grid.comm(axis))
-            theirs = grid.comm(axis).allreduce(rank)
-            if (int(ours[0]), theirs) != (want, want):
-                problems.append(f"{axis}: ring {ours[0]}, mpi4py {theirs}, expected {want}")
-        collective_assert(world(), not problems, "; ".join(problems))
-    finally:
-        grid.free()
+    problems = []
+    for axis in AXES:
+        want = sum(my_group(grid.layout, axis, rank))
+        ours = collectives.allreduce(np.array([rank], np.int64), algorithm="ring", comm=grid.comm(axis))
+        theirs = grid.comm(axis).allreduce(rank)
+        if (int(ours[0]), theirs) != (want, want):
+            problems.append(f"{axis}: ring {ours[0]}, mpi4py {theirs}, expected {want}")
+    collective_assert(world(), not problems, "; ".join(problems))
 
 
 def test_a_layout_for_another_size_is_refused_before_any_message():

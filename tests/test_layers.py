@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from conftest import assert_finite_differences
 from training.layers import Conv2d, Flatten, GlobalAvgPool, Linear, Sequential
 from training.model import mlp
 
@@ -84,15 +85,7 @@ def test_a_small_cnn_matches_finite_differences():
     def total_loss():
         return 3 * model.loss.loss_and_grad(np.ascontiguousarray(model.logits(x)), y, 1.0)[0]
 
-    h = 1e-6
-    for i in range(model.params.size):
-        old = model.params[i]
-        model.params[i] = old + h
-        up = total_loss()
-        model.params[i] = old - h
-        down = total_loss()
-        model.params[i] = old
-        assert (up - down) / (2 * h) == pytest.approx(analytic[i], rel=1e-5, abs=1e-8), model.names
+    assert_finite_differences(model.params, analytic, total_loss, range(model.params.size))
 
 
 @pytest.mark.parametrize("make, says", [

@@ -13,7 +13,7 @@ from mpi4py import MPI
 
 from collectives.algorithms.schedule import partition
 from collectives.runtime import traffic
-from conftest import collective_assert, world
+from conftest import collective_assert, tensor_slices, world
 from training.layers import Linear, Sequential
 from training.model import mlp
 from training.parallel.layout_cost import local_parameters, step_collectives
@@ -228,13 +228,7 @@ def test_fifty_sgd_steps_in_float64_hold_the_one_rank_model(scheme):
             opt.step(model.grads, 0.05)
     numbered = [layer for layer in cut.layers if layer.param_shapes]
     for i, layer in enumerate(numbered):
-        if isinstance(layer, ColumnParallelLinear):
-            where = (np.s_[:, layer.lo:layer.hi], np.s_[layer.lo:layer.hi])
-        elif isinstance(layer, RowParallelLinear):
-            where = (np.s_[layer.lo:layer.hi], np.s_[:])
-        else:
-            where = (np.s_[:], np.s_[:])
-        for name, w in zip(("W", "b"), where):
+        for name, w in zip(("W", "b"), tensor_slices(layer)):
             for got, full in ((cut.p, one.p), (cut.g, one.g)):
                 ok = np.allclose(got[f"{name}{i}"], full[f"{name}{i}"][w], rtol=1e-10, atol=1e-10)
                 collective_assert(world(), ok, f"{name}{i} differs from the one-rank model's slice")

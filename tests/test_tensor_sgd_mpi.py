@@ -12,9 +12,8 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from conftest import collective_assert, world
+from conftest import collective_assert, tensor_slices, world
 from training import checkpoint, sync_sgd
-from training.parallel.tensor import ColumnParallelLinear, RowParallelLinear
 
 pytestmark = pytest.mark.mpi(min_size=1)
 
@@ -31,13 +30,7 @@ def _pieces(model, full):
     out = []
     numbered = [layer for layer in model.layers if layer.param_shapes]
     for i, layer in enumerate(numbered):
-        if isinstance(layer, ColumnParallelLinear):
-            cut = (np.s_[:, layer.lo:layer.hi], np.s_[layer.lo:layer.hi])
-        elif isinstance(layer, RowParallelLinear):
-            cut = (np.s_[layer.lo:layer.hi], np.s_[:])
-        else:
-            cut = (np.s_[:], np.s_[:])
-        for name, where in zip(("W", "b"), cut):
+        for name, where in zip(("W", "b"), tensor_slices(layer)):
             key = f"{name}{i}"
             out.append((f"{key}", model.p[key], full.p[key][where]))
             out.append((f"grad {key}", model.g[key], full.g[key][where]))

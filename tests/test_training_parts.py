@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from conftest import crashed_runs_cleaned_up
+from conftest import assert_finite_differences, crashed_runs_cleaned_up
 from training import checkpoint
 from training.data import DataError, digits, hdf5, synthetic
 from training.model import mlp
@@ -74,15 +74,7 @@ def test_mlp_gradient_matches_finite_differences(act):
     def loss():
         return softmax_cross_entropy(np.ascontiguousarray(model.logits(x)), y)
 
-    h = 1e-6
-    for i in range(0, model.params.size, 5):
-        old = model.params[i]
-        model.params[i] = old + h
-        up = loss()
-        model.params[i] = old - h
-        down = loss()
-        model.params[i] = old
-        assert model.grads[i] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8)
+    assert_finite_differences(model.params, model.grads, loss, range(0, model.params.size, 5))
     lo, hi = model.param_range(2)
     assert (lo, hi) == (0, 6 * 3 + 3)  # the last layer sits first
 

@@ -201,11 +201,9 @@ class RowParallelLinear(_Sliced):
         self.y = bias_act(z, self.params[1], self.act)
         return self.y
 
-    def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        dz, db = bias_act_backward(dy, self.y, self.act, dz=dy)
-        self.grads[1][...] = db
-        np.matmul(self.x.T, dz, out=self.grads[0])
-        return dz @ self.params[0].T if need_input_grad else None
+    #: The serial layer's: the replicated bias's gradient from the all-reduced values, the cut weight's from
+    #: this rank's input columns, and the input gradient stays cut (no message).
+    backward = Linear.backward
 
 
 #: The schemes ``tensor_mlp`` builds: who splits which layer.
