@@ -8,7 +8,8 @@ each (:func:`training.parallel.layout_cost.step_collectives`) are timed
 as ``collectives.bench`` times a call (warm-up, a barrier before every
 call, the slowest rank's time, the median of repeats; the method the cost
 model is checked against) beside their prediction from the measured profile
-(``--profile``, else the one ``auto`` reads).  The table says which layout
+(``--profile``; by default one measured in the same passes as the
+timings, as ``alphabeta --predict`` measures its own).  The table says which layout
 communicates less where; the course's rule of thumb is that model
 parallelism wins for wide layers (``d ≫ B``).
 
@@ -28,7 +29,10 @@ from mpi4py import MPI
 import collectives
 from collectives import bench, cli, plots
 from collectives.bench import environment, format_size
-from collectives.model.profile import active, load
+from collectives.alphabeta import command
+from collectives.alphabeta.measure import measure as alphabeta_measure
+from collectives.model.profile import Profile, load
+from collectives.passes import interleave
 from collectives.runtime.communicator import unchecked
 
 from .parallel.grid import Layout, ProcessGrid
@@ -47,46 +51,68 @@ def parser() -> cli.ArgumentParser:
     ap.add_argument("--layers", type=cli.positive_int, default=3, help="fully connected layers (default 3)")
     ap.add_argument("--scheme", choices=["course", "megatron"], default="course", help="the model-parallel scheme")
     ap.add_argument("--algorithm", default="ring", help="the collectives' algorithm (default ring)")
-    ap.add_argument("--profile", metavar="PATH", help="profile to predict from (default: the one auto reads)")
+    ap.add_argument("--profile", metavar="PATH",
+                    help="predict from this profile (default: measure one, interleaved with the timings)")
+    ap.add_argument("--max-bytes", type=cli.size_arg, metavar="BYTES", default=64 << 20,
+                    help="largest size of the profile measured alongside (default 64M)")
     ap.add_argument("--budget", type=cli.positive_seconds, metavar="SECONDS", default=0.2,
-                    help="timing per collective (default 0.2)")
+                    help="timing per collective, as the bench's --budget (default 0.2)")
+    ap.add_argument("--profile-budget", type=cli.positive_seconds, metavar="SECONDS", default=0.25,
+                    help="the profile's timing per size, as alphabeta's --budget (default 0.25)")
+    ap.add_argument("--passes", type=cli.positive_int, default=5,
+                    help="passes the timings (and the profile) are spread over (default 5)")
     ap.add_argument("--json", metavar="PATH", help="write the table as JSON")
     ap.add_argument("--plot", metavar="PATH.png", help="PNG of the winner at each (d, B), measured and predicted")
     return ap
 
 
-def _time(family: str, nbytes: int, algorithm: str, comm, budget: float) -> float:
-    """Seconds of one call as :mod:`collectives.bench` times it (interleaved with the library's own, a
-    barrier before each, the slowest rank's time, the median): the method the cost model is checked by."""
-    if family == "allgather" and algorithm not in collectives.ALGORITHMS["allgather"]:
+def _sweep(c, algorithm: str, comm, args):
+    """:mod:`collectives.bench`'s sweep of the one size of collective ``c``, as a pass generator."""
+    if c.family == "allgather" and algorithm not in collectives.ALGORITHMS["allgather"]:
         algorithm = "auto"
-    args = bench.parse_args(["--collective", family, "--algorithms", algorithm, "--min-bytes", str(nbytes),
-                             "--max-bytes", str(nbytes), "--budget", str(budget), "--quiet"])
-    return next(r["time_us"] for r in bench.run(args, comm) if r["algorithm"] == algorithm) * 1e-6
+    return bench.sweep(bench.parse_args(["--collective", c.family, "--algorithms", algorithm, "--min-bytes",
+                                         str(c.nbytes), "--max-bytes", str(c.nbytes), "--budget", str(args.budget),
+                                         "--passes", str(args.passes), "--quiet"]), comm)
 
 
-def measure(args, prof, comm) -> list[dict]:
-    """One record per (d, B, layout): measured and predicted seconds per step, per axis."""
+def measure(args, comm) -> tuple[list[dict], Profile]:
+    """One record per (d, B, layout), measured and predicted seconds per step; and the profile predicted from.
+
+    Every distinct collective of every step is timed as :mod:`collectives.bench`
+    times a call, all of them interleaved pass by pass
+    (:mod:`collectives.passes`); without ``--profile`` the profile is measured
+    in the same passes (as ``alphabeta --predict`` does), so that what is
+    predicted from and what is checked sample the same spells of a drifting
+    machine.
+    """
     p = comm.Get_size()
     grids = {name: ProcessGrid(comm, Layout(p, tensor=t)) for name, t in (("data", 1), ("model", p))}
-    out, timed = [], {}  # the same collective (e.g. a data layout's all-reduce at every B) is timed once
+    steps, gens = {}, {}
     for d in args.widths:
-        sizes = [d] * (args.layers + 1)
         for b in args.batches:
             for name, grid in grids.items():
-                calls = step_collectives(sizes, b, grid.data.Get_size(), grid.tensor.Get_size(), args.scheme)
-                measured = {"data": 0.0, "tensor": 0.0}
-                for c in calls:
-                    if c not in timed:
-                        timed[c] = _time(c.family, c.nbytes, args.algorithm, grid.comm(c.axis), args.budget)
-                    measured[c.axis] += timed[c]
-                predicted = predict_step(calls, prof, args.algorithm)
-                out.append({"width": d, "batch": b, "layout": name, "measured_s": sum(measured.values()),
-                            "predicted_s": sum(predicted.values()), "largest_message_bytes":
-                            max((c.nbytes for c in calls), default=0), "collectives": len(calls)})
+                calls = step_collectives([d] * (args.layers + 1), b, grid.data.Get_size(), grid.tensor.Get_size(),
+                                         args.scheme)
+                steps[(d, b, name)] = calls
+                for c in calls:  # the same collective (a data layout's all-reduce at every B) is timed once
+                    if c not in gens:
+                        gens[c] = _sweep(c, args.algorithm, grid.comm(c.axis), args)
+    if args.profile:
+        prof, done = load(args.profile), interleave(list(gens.values()))
+    else:
+        ab = command.parse_args(["--max-bytes", str(args.max_bytes), "--passes", str(args.passes), "--no-pairs",
+                                 "--budget", str(args.profile_budget)])
+        prof, _, done = alphabeta_measure(comm, ab, alongside=list(gens.values()))
+    timed = {c: next(r["time_us"] for r in records if r["algorithm"] != "mpi") * 1e-6
+             for c, records in zip(gens, done)}
+    out = []
+    for (d, b, name), calls in steps.items():
+        out.append({"width": d, "batch": b, "layout": name, "measured_s": sum(timed[c] for c in calls),
+                    "predicted_s": sum(predict_step(calls, prof, args.algorithm).values()),
+                    "largest_message_bytes": max((c.nbytes for c in calls), default=0), "collectives": len(calls)})
     for grid in grids.values():
         grid.free()
-    return out
+    return out, prof
 
 
 def table(records: list[dict]) -> str:
@@ -141,28 +167,25 @@ def main(argv=None) -> int:
     error = None
     if args.algorithm not in collectives.ALGORITHMS["allreduce"] or args.algorithm in ("mpi", "auto"):
         error = f"--algorithm {args.algorithm!r}: name a hand-written all-reduce the model predicts"
-    prof = None
-    if error is None:
+    elif args.profile:
         try:
-            prof = load(args.profile) if args.profile else active()[0]
+            load(args.profile)
         except (OSError, ValueError) as e:
             error = str(e)
-        if prof is None and error is None:
-            error = ("no profile to predict from: run `python -m collectives.alphabeta --save` first, "
-                     "or pass --profile PATH")
     cli.agree_or_exit(comm, error, PROG)
     cli.check_outputs(comm, {"--json": args.json, "--plot": args.plot}, PROG)
     cli.agree_or_exit(comm, plots.missing() if args.plot and comm.Get_rank() == 0 else None, PROG)
     with unchecked():
-        records = measure(args, prof, comm)
+        records, prof = measure(args, comm)
     env = environment(comm)
     if comm.Get_rank() == 0:
         print(f"# {PROG}: P={comm.Get_size()}, {args.layers} layers, scheme {args.scheme}, "
-              f"algorithm {args.algorithm}, float32; data: D=P, model: T=P")
+              f"algorithm {args.algorithm}, float32; data: D=P, model: T=P; profile "
+              f"{args.profile or 'measured alongside'}")
         print(table(records), flush=True)
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"environment": env, "records": records,
+                json.dump({"environment": env, "records": records, "profile": prof.to_dict(),
                            "options": {k: v for k, v in vars(args).items() if k not in ("json", "plot")}}, f,
                           indent=1)
         if args.plot:
