@@ -16,6 +16,16 @@ INITS = {
 }
 
 
+def check(fan_in: int, fan_out: int, act: str, init: str) -> None:
+    """Raise ValueError unless a linear layer of these widths, activation and initialisation can be built."""
+    if fan_in < 1 or fan_out < 1:
+        raise ValueError(f"a linear layer needs at least one input and one output, got {fan_in} -> {fan_out}")
+    if act not in ACTIVATIONS:
+        raise ValueError(f"unknown activation {act!r}; have {', '.join(ACTIVATIONS)}")
+    if init not in INITS:
+        raise ValueError(f"unknown initialisation {init!r}; have {', '.join(INITS)}")
+
+
 class Linear(Layer):
     """``y = act(x @ W + b)``: ``W`` (fan_in, fan_out), ``b`` (fan_out,), in that order.
 
@@ -33,12 +43,7 @@ class Linear(Layer):
     param_names = ("W", "b")
 
     def __init__(self, fan_in: int, fan_out: int, act: str = "identity", init: str = "glorot"):
-        if fan_in < 1 or fan_out < 1:
-            raise ValueError(f"a linear layer needs at least one input and one output, got {fan_in} -> {fan_out}")
-        if act not in ACTIVATIONS:
-            raise ValueError(f"unknown activation {act!r}; have {', '.join(ACTIVATIONS)}")
-        if init not in INITS:
-            raise ValueError(f"unknown initialisation {init!r}; have {', '.join(INITS)}")
+        check(fan_in, fan_out, act, init)
         self.fan_in, self.fan_out, self.act, self.init_name = int(fan_in), int(fan_out), act, init
         self.param_shapes = ((self.fan_in, self.fan_out), (self.fan_out,))
 

@@ -41,7 +41,7 @@ import collectives
 from collectives.algorithms.schedule import partition
 
 from ..layers.base import Layer
-from ..layers.linear import INITS, Linear
+from ..layers.linear import INITS, Linear, check
 from ..kernels import bias_act, bias_act_backward
 
 __all__ = [
@@ -117,7 +117,7 @@ class _Sliced(Layer):
     comm_seconds = 0.0
 
     def __init__(self, fan_in, fan_out, comm, act, init, algorithm):
-        Linear(fan_in, fan_out, act, init)  # the same checks as the serial layer
+        check(fan_in, fan_out, act, init)  # the serial layer's checks
         self.fan_in, self.fan_out, self.comm = int(fan_in), int(fan_out), comm
         self.act, self.init_name, self.algorithm = act, init, algorithm
 
