@@ -31,7 +31,9 @@ def test_bad_input_exits_2_with_one_message(tmp_path):
 
 def test_without_a_profile_one_is_measured_alongside_and_recorded(tmp_path):
     out = launch(tmp_path, 2, "training.layout_bench", "--widths", "64", "--batches", "8", "--budget", "0.001",
-                 "--profile-budget", "0.001", "--passes", "2", "--max-bytes", "4K", "--json", str(tmp_path / "l.json"))
+                 "--profile-budget", "0.001", "--passes", "2", "--max-bytes", "4K", "--max-segments", "1",
+                 "--json", str(tmp_path / "l.json"))
     assert out.returncode == 0, out.stderr
     doc = json.loads((tmp_path / "l.json").read_text())
-    assert "measured alongside" in out.stdout and doc["profile"]["intra"] and len(doc["records"]) == 2
+    assert "measured alongside" in out.stdout and len(doc["records"]) == 2
+    assert len(doc["profile"]["intra"]["segments"]) == 1  # --max-segments reaches the profile's fits

@@ -57,6 +57,8 @@ def parser() -> cli.ArgumentParser:
                     help="largest size of the profile measured alongside (default 64M)")
     ap.add_argument("--budget", type=cli.positive_seconds, metavar="SECONDS", default=0.2,
                     help="timing per collective, as the bench's --budget (default 0.2)")
+    ap.add_argument("--max-segments", type=cli.positive_int, default=4,
+                    help="most regimes in each of the profile's piecewise fits, as alphabeta's (default 4)")
     ap.add_argument("--profile-budget", type=cli.positive_seconds, metavar="SECONDS", default=0.25,
                     help="the profile's timing per size, as alphabeta's --budget (default 0.25)")
     ap.add_argument("--passes", type=cli.positive_int, default=5,
@@ -101,7 +103,7 @@ def measure(args, comm) -> tuple[list[dict], Profile]:
         prof, done = load(args.profile), interleave(list(gens.values()))
     else:
         ab = command.parse_args(["--max-bytes", str(args.max_bytes), "--passes", str(args.passes), "--no-pairs",
-                                 "--budget", str(args.profile_budget)])
+                                 "--budget", str(args.profile_budget), "--max-segments", str(args.max_segments)])
         prof, _, done = alphabeta_measure(comm, ab, alongside=list(gens.values()))
     timed = {c: next(r["time_us"] for r in records if r["algorithm"] != "mpi") * 1e-6
              for c, records in zip(gens, done)}
