@@ -13,6 +13,7 @@ import collectives
 from collectives import cli
 
 from .data import Source, open_source
+from .parallel.pipeline import stage_bounds
 from .parallel.tensor import split_widths
 
 __all__ = ["PROG", "parser", "validate"]
@@ -56,6 +57,14 @@ def parser(doc: str) -> cli.ArgumentParser:
                    help="cut the layers over T ranks (tensor/model parallelism); the data-parallel degree is P/T")
     c.add_argument("--tensor-scheme", choices=["course", "megatron"], default="course",
                    help="course: hidden layers cut by output, all-gathered; megatron: column -> row pairs")
+    c.add_argument("--pipeline-stages", type=cli.positive_int, default=1, metavar="S",
+                   help="cut the layers into S consecutive stages (pipeline parallelism); data degree P/(S*T)")
+    c.add_argument("--micro-batches", type=cli.positive_int, default=1, metavar="M",
+                   help="micro-batches per step on each data rank (the pipeline's; at S=1, gradient accumulation)")
+    c.add_argument("--schedule", choices=["gpipe", "1f1b"], default="1f1b",
+                   help="the pipeline's order of forwards and backwards (default 1f1b)")
+    c.add_argument("--stage-layers", metavar="N,N,...",
+                   help="layers per pipeline stage (default: balanced by FLOPs, see docs/training.md)")
     c.add_argument("--check", action="store_true",
                    help="compare parameter checksums across ranks every step (replicas on every axis)")
     o = ap.add_argument_group("checkpoints and output")
@@ -66,6 +75,8 @@ def parser(doc: str) -> cli.ArgumentParser:
                    help="continue from --checkpoint (refused if the model, --batch, --seed or the data differ)")
     o.add_argument("--json", metavar="PATH", help="write the summary as JSON")
     o.add_argument("--metrics", metavar="PATH.h5", help="write per-step metrics to HDF5")
+    o.add_argument("--trace", metavar="PATH.json",
+                   help="write the last step's pipeline timeline (Chrome trace events; and PATH.png with matplotlib)")
     o.add_argument("--quiet", action="store_true", help="no per-epoch lines")
     return ap
 
@@ -81,12 +92,23 @@ def validate(args, comm) -> tuple[Source, list[int]]:
                          f"{', '.join(collectives.ALGORITHMS['allreduce'])}")
     if args.act not in ACTIVATIONS:
         raise ValueError(f"--act {args.act!r}: use one of {', '.join(ACTIVATIONS)}")
-    t = args.tensor_parallel
-    if p % t:
-        raise ValueError(f"--tensor-parallel {t} does not divide the {p} ranks")
-    if args.batch < p // t:
-        raise ValueError(f"--batch {args.batch} is smaller than the {p // t} data-parallel ranks: "
-                         "every one needs a sample per step")
+    t, s, m = args.tensor_parallel, args.pipeline_stages, args.micro_batches
+    if p % (t * s):
+        cut = {"--tensor-parallel": t, "--pipeline-stages": s}
+        named = " x ".join(f"{k} {v}" for k, v in cut.items() if v > 1)
+        raise ValueError(f"{named}{f' = {t * s}' if t > 1 and s > 1 else ''} does not divide the {p} ranks")
+    d = p // (t * s)
+    if args.batch < d * m:
+        raise ValueError(f"--batch {args.batch} is smaller than the {d} data-parallel ranks"
+                         + (f" x {m} micro-batches: every micro-batch" if m > 1 else ": every one")
+                         + " needs a sample per step")
+    if args.trace and s == 1 and m == 1:
+        raise ValueError("--trace draws a pipeline's step: it needs --pipeline-stages or --micro-batches above 1")
+    if args.stage_layers is not None:
+        try:
+            args.stage_layers = [int(n) for n in args.stage_layers.split(",")]
+        except ValueError:
+            raise ValueError(f"--stage-layers {args.stage_layers!r}: comma-separated integers, please") from None
     if args.nesterov and args.momentum == 0:
         raise ValueError("--nesterov needs --momentum > 0")
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
@@ -109,4 +131,5 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     if t > 1 and min(cut) < t:
         raise ValueError(f"--tensor-parallel {t} is more than the narrowest layer it cuts ({min(cut)} features, "
                          f"{args.tensor_scheme} scheme): every rank needs at least one")
+    stage_bounds(sizes, s, args.tensor_scheme, args.stage_layers)
     return source, sizes

@@ -31,7 +31,7 @@ __all__ = ["describe", "compare", "restore"]
 REFUSED = {"model": "the model's widths", "act": "--act", "batch": "--batch", "seed": "--seed",
            "dataset": "the data"}
 WARNED = ("lr", "momentum", "weight_decay", "nesterov", "scale_lr", "warmup_epochs")
-UNRECORDED = ("json", "metrics", "quiet", "resume")
+UNRECORDED = ("json", "metrics", "quiet", "resume", "trace")
 
 
 def describe(args, source, sizes: list[int], ranks: int) -> dict:

@@ -48,7 +48,9 @@ from .gradient_buckets import Buckets, Overlap
 from .layers import Sequential
 from .optim import SGD, learning_rate
 from .options import PROG
+from .parallel import trace
 from .parallel.grid import Layout, ProcessGrid
+from .parallel.pipeline import Pipeline, stage_bounds, stage_model
 from .parallel.tensor import replicated, tensor_mlp
 from .parallel.whole import from_whole, to_whole, whole_size
 from .sampler import GlobalBatchSampler
@@ -69,9 +71,34 @@ def _accuracy(model: Sequential, source, comm) -> float:
     return comm.allreduce(correct) / max(source.n_test, 1)
 
 
-def _tensor_seconds(model: Sequential) -> float:
-    """Seconds the model's tensor-parallel layers have spent in their collectives so far."""
-    return sum(getattr(layer, "comm_seconds", 0.0) for layer in model.layers)
+def _model_seconds(model) -> np.ndarray:
+    """Seconds so far in the tensor-parallel layers' collectives, and in the pipeline's messages."""
+    return np.array([sum(getattr(layer, "comm_seconds", 0.0) for layer in model.layers),
+                     getattr(model, "pipe_seconds", 0.0)])
+
+
+def _model_on_grid(args, sizes: list[int], world) -> tuple[ProcessGrid, Sequential | Pipeline]:
+    """The grid of the command line's layout, and this rank's model on it: whole, cut, or a pipeline stage."""
+    s, m = args.pipeline_stages, args.micro_batches
+    grid = ProcessGrid(world, Layout(world.Get_size(), tensor=args.tensor_parallel, pipeline=s))
+    if s == 1 and m == 1:
+        return grid, tensor_mlp(sizes, args.act, grid.tensor, args.tensor_scheme, seed=args.seed,
+                                algorithm=args.allreduce)
+    bounds, r = stage_bounds(sizes, s, args.tensor_scheme, args.stage_layers), grid.pipeline.Get_rank()
+    stage = stage_model(sizes, args.act, grid.tensor, bounds, r, args.tensor_scheme, seed=args.seed,
+                        algorithm=args.allreduce)
+    return grid, Pipeline(stage, grid.pipeline, args.schedule, m, (sizes[bounds[r]], sizes[bounds[r + 1]]))
+
+
+def _layout(args, data) -> str:
+    """The header's words for the model-parallel axes (empty for pure data parallelism)."""
+    words = []
+    if args.tensor_parallel > 1:
+        words.append(f"tensor parallel {args.tensor_parallel} ({args.tensor_scheme})")
+    if args.pipeline_stages > 1 or args.micro_batches > 1:
+        words.append(f"pipeline {args.pipeline_stages} stage(s), {args.micro_batches} micro-batches "
+                     f"({args.schedule})")
+    return " x ".join(words) + f" x data {data.Get_size()}, " if words else ""
 
 
 def _check_replicas(model: Sequential, grid, world, step: int) -> None:
@@ -142,9 +169,9 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             error = str(e)
         cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
-    grid = ProcessGrid(world, Layout(p, tensor=args.tensor_parallel))
-    data = grid.data  # the gradients' all-reduce; the tensor axis's ranks hold one replica's pieces
-    model = tensor_mlp(sizes, args.act, grid.tensor, args.tensor_scheme, seed=args.seed, algorithm=args.allreduce)
+    grid, model = _model_on_grid(args, sizes, world)
+    data = grid.data  # the gradients' all-reduce; the tensor and pipeline axes' ranks hold one replica's pieces
+    piped = isinstance(model, Pipeline)
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
     sampler = GlobalBatchSampler(source.n_train, args.batch, data.Get_size(), data.Get_rank(), args.seed)
     buckets = Buckets(model.params.size, model.params.itemsize, args.bucket_mb * (1 << 20))
@@ -156,8 +183,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     if rank == 0 and not args.quiet:
         print(f"# sync_sgd: P={p}, data {source.name} ({source.n_train} train, {source.n_test} test), "
               f"MLP {sizes} {args.act}, global batch {args.batch} ({sampler.per_rank}/rank), "
-              + (f"tensor parallel {args.tensor_parallel} ({args.tensor_scheme}) x data {data.Get_size()}, "
-                 if args.tensor_parallel > 1 else "") +
+              + _layout(args, data) +
               f"allreduce {args.allreduce}, {len(buckets.ranges)} bucket(s), threads {threads.current()}",
               flush=True)
     rows: list[dict] = []
@@ -169,20 +195,25 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     totals = np.zeros(3)
     trained = 0
     hidden_sum = 0.0
-    tensor_total = 0.0
+    axes_total = np.zeros(2)  # tensor, pipeline
+    last_step = args.epochs * steps
+    reference = 0.0
     for epoch in range(start_epoch, args.epochs):
         first = start_step if epoch == start_epoch else 0
         idx = sampler.epoch(epoch)[first:]
         xs, ys = source.train_rows(idx.ravel())  # this rank's rows only, one read per epoch
         b = sampler.per_rank
         n_steps = len(idx)
-        compute, comm_t, tensor_t = np.zeros(n_steps), np.zeros(n_steps), np.zeros(n_steps)
+        compute, comm_t, axes_t = np.zeros(n_steps), np.zeros(n_steps), np.zeros((n_steps, 2))
         loss_sum = 0.0
         span_sum = exposed_sum = 0.0
         t_epoch = time.perf_counter()
         for s in range(n_steps):
             x, y = xs[s * b : (s + 1) * b], ys[s * b : (s + 1) * b]
-            tensor_before = _tensor_seconds(model)
+            if args.trace and global_step + 1 == last_step:  # the last step, on a common time base
+                world.Barrier()
+                reference, model.trace = time.perf_counter(), []
+            axes_before = _model_seconds(model)
             t0 = time.perf_counter()
             if args.overlap:
                 overlap = Overlap(model, buckets.ranges, bucket_views, args.allreduce, data)
@@ -202,8 +233,8 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             lr = learning_rate(global_step, args.lr, args.batch, args.scale_lr, warmup)
             opt.step(model.grads, lr)
             t3 = time.perf_counter()
-            tensor_t[s] = _tensor_seconds(model) - tensor_before  # inside forward and backward
-            compute[s], comm_t[s] = (t1 - t0 - inside - tensor_t[s]) + (t3 - t2), t2 - t1 + inside
+            axes_t[s] = _model_seconds(model) - axes_before  # inside forward and backward
+            compute[s], comm_t[s] = (t1 - t0 - inside - axes_t[s].sum()) + (t3 - t2), t2 - t1 + inside
             loss_sum += loss * len(y)
             global_step += 1
             if args.check:
@@ -220,15 +251,15 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         wall = time.perf_counter() - t_epoch
         split = _time_split(world, compute, comm_t)
         totals += split
-        tensor_s = float(np.mean(world.allgather(tensor_t.sum())))
-        tensor_total += tensor_s
+        axes_s = np.mean(world.allgather(axes_t.sum(axis=0)), axis=0)
+        axes_total += axes_s
         trained += n_steps * args.batch
         loss_mean = data.allreduce(loss_sum) / max(n_steps * args.batch, 1)
         if not math.isfinite(loss_mean):
             _diverged(args, world, "the epoch's mean loss is NaN or inf", global_step, epoch, saved_step, rows,
                       config)
         acc = _accuracy(model, source, data)
-        busy = max(sum(split) + tensor_s, 1e-12)
+        busy = max(sum(split) + axes_s.sum(), 1e-12)
         hidden = 0.0
         if args.overlap:  # collective on every rank alike
             span_all, exposed_all = world.allreduce(span_sum), world.allreduce(exposed_sum)
@@ -237,31 +268,35 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         rec = {"epoch": epoch + 1, "loss": loss_mean, "test_accuracy": acc, "hidden": hidden,
                "samples_per_s": n_steps * args.batch / max(world.allreduce(wall, op=MPI.MAX), 1e-12),
                "compute": split[0] / busy, "communication": split[1] / busy, "waiting": split[2] / busy,
-               "tensor_communication": tensor_s / busy}
+               "tensor_communication": axes_s[0] / busy, "pipeline_communication": axes_s[1] / busy}
         epochs_out.append(rec)
         if rank == 0 and not args.quiet:
             print(f"epoch {epoch + 1:>3}/{args.epochs}  loss {loss_mean:.4f}  test acc {acc:6.2%}  "
                   f"{rec['samples_per_s']:>9.0f} samples/s  compute {rec['compute']:4.0%}  "
                   f"comm {rec['communication']:4.0%}  wait {rec['waiting']:4.0%}"
                   + (f"  tensor comm {rec['tensor_communication']:4.0%}" if args.tensor_parallel > 1 else "")
+                  + (f"  pipe {rec['pipeline_communication']:4.0%}" if piped else "")
                   + (f"  hidden {hidden:4.0%}" if args.overlap else ""), flush=True)
     if args.checkpoint and saved_step != global_step:  # the final state, whatever --checkpoint-every
         _save(args, world, grid, model, opt, config, global_step, args.epochs, 0)
     total_wall = world.allreduce(time.perf_counter() - run_start, op=MPI.MAX)
-    busy = max(totals.sum() + tensor_total, 1e-12)
+    busy = max(totals.sum() + axes_total.sum(), 1e-12)
     summary = {
         "ranks": p, "algorithm": args.allreduce, "data": source.name, "model": sizes,
         "global_batch": args.batch, "epochs": args.epochs, "steps": global_step,
         "test_accuracy": _accuracy(model, source, data),
         "tensor_parallel": args.tensor_parallel, "tensor_scheme": args.tensor_scheme,
+        "pipeline_stages": args.pipeline_stages, "micro_batches": args.micro_batches, "schedule": args.schedule,
         "final_loss": epochs_out[-1]["loss"] if epochs_out else None,
         "samples_per_s": trained / max(total_wall, 1e-12), "wall_s": total_wall,
         "time_split": {"compute": totals[0] / busy, "communication": totals[1] / busy, "waiting": totals[2] / busy,
-                       "tensor_communication": tensor_total / busy},
+                       "tensor_communication": axes_total[0] / busy, "pipeline_communication": axes_total[1] / busy},
         "buckets": len(buckets.ranges), "threads": threads.current(), "overlap": args.overlap,
         "hidden_fraction": hidden_sum / max(len(epochs_out), 1) if args.overlap else 0.0,
         "param_checksum": _checksum(model.params), "epochs_log": epochs_out,
     }
+    if args.trace:
+        summary["trace"] = _write_trace(args, world, grid, model, reference)
     if rank == 0:
         if not args.quiet:
             t = summary["time_split"]
@@ -269,6 +304,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
                   f"{total_wall:.2f} s; compute {t['compute']:.0%}, comm {t['communication']:.0%}, "
                   f"wait {t['waiting']:.0%}"
                   + (f", tensor comm {t['tensor_communication']:.0%}" if args.tensor_parallel > 1 else "")
+                  + (f", pipe {t['pipeline_communication']:.0%}" if piped else "")
                   + f"; params sha1 {summary['param_checksum'][:12]}", flush=True)
         if args.json:
             with open(args.json, "w") as f:
@@ -293,7 +329,8 @@ def _resume(args, comm, config: dict, model: Sequential, opt: SGD, steps: int, g
     The checkpoint holds the whole model; each rank keeps its pieces of it.
     """
     error, epoch, step_in_epoch, warnings = None, 0, 0, []
-    place = (whole_size(model), lambda src, dst: from_whole(model, src, dst, grid.tensor))
+    place = (whole_size(model, grid.pipeline), lambda src, dst: from_whole(model, src, dst, grid.tensor,
+                                                                            grid.pipeline))
     try:
         epoch, step_in_epoch, warnings = resume.restore(args.checkpoint, config, model, opt, steps, place)
     except checkpoint.CheckpointError as e:
@@ -312,8 +349,8 @@ def _save(args, comm, grid, model: Sequential, opt: SGD, config: dict, step: int
     The whole model, gathered from the tensor axis to rank 0 (tensor rank 0
     of the first replica): checkpoints do not depend on the layout.
     """
-    params = to_whole(model, model.params, grid.tensor)
-    momentum = None if opt.buffer is None else to_whole(model, opt.buffer, grid.tensor)
+    params = to_whole(model, model.params, grid.tensor, grid.pipeline)
+    momentum = None if opt.buffer is None else to_whole(model, opt.buffer, grid.tensor, grid.pipeline)
     error = None
     try:
         checkpoint.save(args.checkpoint, comm, params=model.params if params is None else params,
@@ -332,6 +369,26 @@ def _diverged(args, comm, what: str, step: int, epoch: int, saved_step: int | No
         _write_metrics(args.metrics, rows, config)
     cli.agree_or_exit(comm, divergence.message(what, step, epoch + 1, args.lr, args.checkpoint, saved_step), PROG,
                       code=divergence.DIVERGED)
+
+
+def _write_trace(args, world, grid, model, reference: float) -> dict:
+    """Gather the traced step's spans to rank 0, which writes ``--trace`` (and its PNG); their summary."""
+    spans = trace.gather(world, model.trace or [], reference)
+    coords = world.gather(grid.coords, root=0)
+    if world.Get_rank() != 0:
+        return {}
+    names = [f"rank {r}: stage {c[0]}" + (f", data {c[1]}" if grid.layout.data > 1 else "")
+             + (f", tensor {c[3]}" if grid.layout.tensor > 1 else "") for r, c in enumerate(coords)]
+    s, m = args.pipeline_stages, args.micro_batches
+    measured = trace.bubble(spans)
+    out = {"path": args.trace, "step_s": measured["step_s"], "bubble": measured["mean"],
+           "bubble_per_rank": measured["per_rank"], "bubble_formula": (s - 1) / (m + s - 1)}
+    title = f"{args.schedule}, S={s}, M={m}: measured bubble {out['bubble']:.1%}, (S-1)/(M+S-1) = " \
+            f"{out['bubble_formula']:.1%}"
+    out["png"] = trace.write(args.trace, spans, names, {**out, "title": title})
+    if not args.quiet:
+        print(f"# trace: {args.trace}" + (f" and {out['png']}" if out["png"] else "") + f"; {title}", flush=True)
+    return out
 
 
 def _write_metrics(path: str, rows: list[dict], config: dict) -> None:

@@ -19,6 +19,18 @@ class Layer:
     param_shapes: tuple[tuple[int, ...], ...] = ()
     #: A short name per parameter (``"W"``, ``"b"``); the model adds the layer's index.
     param_names: tuple[str, ...] = ()
+    #: The attributes :meth:`forward` sets for :meth:`backward`: a pipeline stage keeps them per
+    #: micro-batch (:meth:`stash`) and puts them back before that micro-batch's backward (:meth:`restore`).
+    saved: tuple[str, ...] = ()
+
+    def stash(self) -> tuple:
+        """What the last :meth:`forward` kept for :meth:`backward` (references, not copies)."""
+        return tuple(getattr(self, name) for name in self.saved)
+
+    def restore(self, state: tuple) -> None:
+        """Put back what :meth:`stash` returned, so that :meth:`backward` runs for that forward."""
+        for name, value in zip(self.saved, state):
+            setattr(self, name, value)
 
     def bind(self, params: list[np.ndarray], grads: list[np.ndarray]) -> None:
         """Take views of the model's flat parameter and gradient buffers, one per parameter."""

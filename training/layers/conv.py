@@ -17,6 +17,7 @@ class Conv2d(Layer):
     """
 
     param_names = ("W", "b")
+    saved = ("x",)
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int = 3):
         if min(in_channels, out_channels, kernel) < 1:
@@ -43,6 +44,8 @@ class Conv2d(Layer):
 
 class GlobalAvgPool(Layer):
     """``(N, C, H, W) -> (N, C)``: the mean of every plane; no parameters."""
+
+    saved = ("shape",)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.shape = x.shape

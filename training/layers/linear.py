@@ -41,6 +41,7 @@ class Linear(Layer):
     """
 
     param_names = ("W", "b")
+    saved = ("x", "y")
 
     def __init__(self, fan_in: int, fan_out: int, act: str = "identity", init: str = "glorot"):
         check(fan_in, fan_out, act, init)
@@ -65,6 +66,8 @@ class Linear(Layer):
 
 class Flatten(Layer):
     """``(n, ...) -> (n, prod(...))``, and back for the gradient; no parameters."""
+
+    saved = ("shape",)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.shape = x.shape

@@ -27,6 +27,10 @@ class Sequential:
     seed : int
         The initial parameters are drawn from one generator seeded with it,
         layer by layer in forward order, so every rank and every P starts alike.
+    rng : numpy.random.Generator, optional
+        Draw from this generator instead (``seed`` is then unused): a
+        pipeline stage passes one that has drawn the earlier stages' layers,
+        so that its layers start as the one-rank model's.
     dtype : numpy dtype
         float32 or float64.
 
@@ -37,7 +41,8 @@ class Sequential:
         (the number counts the layers that have parameters, in forward order).
     """
 
-    def __init__(self, layers: Sequence[Layer], loss=None, seed: int = 0, dtype=np.float32):
+    def __init__(self, layers: Sequence[Layer], loss=None, seed: int = 0, dtype=np.float32,
+                 rng: np.random.Generator | None = None):
         self.layers = list(layers)
         self.loss = loss or SoftmaxCrossEntropy()
         numbered = [i for i, layer in enumerate(self.layers) if layer.param_shapes]
@@ -57,7 +62,7 @@ class Sequential:
         for i, layer in enumerate(self.layers):
             lo, hi = self._first[i], self._first[i] + len(layer.param_shapes)
             layer.bind(pviews[lo:hi], gviews[lo:hi])
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(seed) if rng is None else rng
         for layer in self.layers:
             layer.init(rng)
 

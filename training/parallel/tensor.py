@@ -113,6 +113,7 @@ class _Sliced(Layer):
     """A weight cut from a full ``(fan_in, fan_out)`` matrix drawn as :class:`~training.layers.Linear` draws it."""
 
     param_names = ("W", "b")
+    saved = ("x", "y")
     #: Seconds this layer has spent in its collectives (forward and backward), since it was made.
     comm_seconds = 0.0
 
@@ -223,6 +224,39 @@ def split_widths(sizes, scheme: str) -> list[int]:
     return hidden if scheme == "course" else hidden[: 2 * ((len(sizes) - 1) // 2):2]
 
 
+def units(n_layers: int, scheme: str) -> list[int]:
+    """How many consecutive layers each indivisible unit of the scheme holds: 1, or 2 for a Megatron pair.
+
+    A pipeline stage boundary may fall between units only: inside a pair
+    the activation is cut over the tensor axis.
+    """
+    if scheme not in SCHEMES:
+        raise ValueError(f"unknown tensor-parallel scheme {scheme!r}; have {', '.join(SCHEMES)}")
+    return [1] * n_layers if scheme == "course" else [2] * (n_layers // 2) + [1] * (n_layers % 2)
+
+
+def tensor_layers(sizes, act: str, comm: MPI.Comm, scheme: str = "course", algorithm: str = "auto") -> list[Layer]:
+    """The layers of :func:`tensor_mlp`, in forward order, their parameters not yet bound or drawn."""
+    split_widths(sizes, scheme)  # checks the scheme
+    init = "he" if act == "relu" else "glorot"
+    n = len(sizes) - 1
+
+    def act_of(i):
+        return act if i < n - 1 else "identity"
+
+    layers, i = [], 0
+    for width in units(n, scheme):
+        if width == 2:
+            layers.append(ColumnParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, False, algorithm))
+            layers.append(RowParallelLinear(sizes[i + 1], sizes[i + 2], comm, act_of(i + 1), init, algorithm))
+        elif scheme == "course" and i < n - 1:
+            layers.append(ColumnParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, True, algorithm))
+        else:
+            layers.append(Linear(sizes[i], sizes[i + 1], act_of(i), init))
+        i += width
+    return layers
+
+
 def tensor_mlp(sizes, act: str, comm: MPI.Comm, scheme: str = "course", seed: int = 0, dtype=np.float32,
                algorithm: str = "auto"):
     """:func:`training.model.mlp` with its layers cut over ``comm`` (the tensor axis) by ``scheme``.
@@ -237,26 +271,7 @@ def tensor_mlp(sizes, act: str, comm: MPI.Comm, scheme: str = "course", seed: in
     """
     from ..layers import Sequential
 
-    split_widths(sizes, scheme)  # checks the scheme
-    init = "he" if act == "relu" else "glorot"
-    n = len(sizes) - 1
-
-    def act_of(i):
-        return act if i < n - 1 else "identity"
-
-    layers = []
-    i = 0
-    while i < n:
-        if scheme == "course" and i < n - 1:
-            layers.append(ColumnParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, True, algorithm))
-        elif scheme == "megatron" and i + 1 < n:
-            layers.append(ColumnParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, False, algorithm))
-            i += 1
-            layers.append(RowParallelLinear(sizes[i], sizes[i + 1], comm, act_of(i), init, algorithm))
-        else:
-            layers.append(Linear(sizes[i], sizes[i + 1], act_of(i), init))
-        i += 1
-    return Sequential(layers, seed=seed, dtype=dtype)
+    return Sequential(tensor_layers(sizes, act, comm, scheme, algorithm), seed=seed, dtype=dtype)
 
 
 def replicated(model) -> list[np.ndarray]:
