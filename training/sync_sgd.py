@@ -49,9 +49,9 @@ from .layers import Sequential
 from .optim import SGD, learning_rate
 from .options import PROG
 from .parallel import trace
-from .parallel.grid import Layout, ProcessGrid
-from .parallel.pipeline import Pipeline, stage_bounds, stage_model
-from .parallel.tensor import replicated, tensor_mlp
+from .parallel.build import describe, model_on_grid
+from .parallel.pipeline import Pipeline
+from .parallel.tensor import replicated
 from .parallel.whole import from_whole, to_whole, whole_size
 from .sampler import GlobalBatchSampler
 
@@ -75,30 +75,6 @@ def _model_seconds(model) -> np.ndarray:
     """Seconds so far in the tensor-parallel layers' collectives, and in the pipeline's messages."""
     return np.array([sum(getattr(layer, "comm_seconds", 0.0) for layer in model.layers),
                      getattr(model, "pipe_seconds", 0.0)])
-
-
-def _model_on_grid(args, sizes: list[int], world) -> tuple[ProcessGrid, Sequential | Pipeline]:
-    """The grid of the command line's layout, and this rank's model on it: whole, cut, or a pipeline stage."""
-    s, m = args.pipeline_stages, args.micro_batches
-    grid = ProcessGrid(world, Layout(world.Get_size(), tensor=args.tensor_parallel, pipeline=s))
-    if s == 1 and m == 1:
-        return grid, tensor_mlp(sizes, args.act, grid.tensor, args.tensor_scheme, seed=args.seed,
-                                algorithm=args.allreduce)
-    bounds, r = stage_bounds(sizes, s, args.tensor_scheme, args.stage_layers), grid.pipeline.Get_rank()
-    stage = stage_model(sizes, args.act, grid.tensor, bounds, r, args.tensor_scheme, seed=args.seed,
-                        algorithm=args.allreduce)
-    return grid, Pipeline(stage, grid.pipeline, args.schedule, m, (sizes[bounds[r]], sizes[bounds[r + 1]]))
-
-
-def _layout(args, data) -> str:
-    """The header's words for the model-parallel axes (empty for pure data parallelism)."""
-    words = []
-    if args.tensor_parallel > 1:
-        words.append(f"tensor parallel {args.tensor_parallel} ({args.tensor_scheme})")
-    if args.pipeline_stages > 1 or args.micro_batches > 1:
-        words.append(f"pipeline {args.pipeline_stages} stage(s), {args.micro_batches} micro-batches "
-                     f"({args.schedule})")
-    return " x ".join(words) + f" x data {data.Get_size()}, " if words else ""
 
 
 def _check_replicas(model: Sequential, grid, world, step: int) -> None:
@@ -169,7 +145,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             error = str(e)
         cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
-    grid, model = _model_on_grid(args, sizes, world)
+    grid, model = model_on_grid(args, sizes, world)
     data = grid.data  # the gradients' all-reduce; the tensor and pipeline axes' ranks hold one replica's pieces
     piped = isinstance(model, Pipeline)
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
@@ -183,7 +159,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     if rank == 0 and not args.quiet:
         print(f"# sync_sgd: P={p}, data {source.name} ({source.n_train} train, {source.n_test} test), "
               f"MLP {sizes} {args.act}, global batch {args.batch} ({sampler.per_rank}/rank), "
-              + _layout(args, data) +
+              + describe(args, data) +
               f"allreduce {args.allreduce}, {len(buckets.ranges)} bucket(s), threads {threads.current()}",
               flush=True)
     rows: list[dict] = []
@@ -296,7 +272,11 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         "param_checksum": _checksum(model.params), "epochs_log": epochs_out,
     }
     if args.trace:
-        summary["trace"] = _write_trace(args, world, grid, model, reference)
+        summary["trace"] = trace.save_step(world, grid, model.trace or [], reference, args.trace, args.schedule,
+                                           args.micro_batches)
+        if rank == 0 and not args.quiet:
+            t = summary["trace"]
+            print(f"# trace: {t['path']}" + (f" and {t['png']}" if t["png"] else "") + f"; {t['title']}", flush=True)
     if rank == 0:
         if not args.quiet:
             t = summary["time_split"]
@@ -369,26 +349,6 @@ def _diverged(args, comm, what: str, step: int, epoch: int, saved_step: int | No
         _write_metrics(args.metrics, rows, config)
     cli.agree_or_exit(comm, divergence.message(what, step, epoch + 1, args.lr, args.checkpoint, saved_step), PROG,
                       code=divergence.DIVERGED)
-
-
-def _write_trace(args, world, grid, model, reference: float) -> dict:
-    """Gather the traced step's spans to rank 0, which writes ``--trace`` (and its PNG); their summary."""
-    spans = trace.gather(world, model.trace or [], reference)
-    coords = world.gather(grid.coords, root=0)
-    if world.Get_rank() != 0:
-        return {}
-    names = [f"rank {r}: stage {c[0]}" + (f", data {c[1]}" if grid.layout.data > 1 else "")
-             + (f", tensor {c[3]}" if grid.layout.tensor > 1 else "") for r, c in enumerate(coords)]
-    s, m = args.pipeline_stages, args.micro_batches
-    measured = trace.bubble(spans)
-    out = {"path": args.trace, "step_s": measured["step_s"], "bubble": measured["mean"],
-           "bubble_per_rank": measured["per_rank"], "bubble_formula": (s - 1) / (m + s - 1)}
-    title = f"{args.schedule}, S={s}, M={m}: measured bubble {out['bubble']:.1%}, (S-1)/(M+S-1) = " \
-            f"{out['bubble_formula']:.1%}"
-    out["png"] = trace.write(args.trace, spans, names, {**out, "title": title})
-    if not args.quiet:
-        print(f"# trace: {args.trace}" + (f" and {out['png']}" if out["png"] else "") + f"; {title}", flush=True)
-    return out
 
 
 def _write_metrics(path: str, rows: list[dict], config: dict) -> None:

@@ -206,6 +206,8 @@ class Pipeline:
         if rows < self.micro_batches:
             raise ValueError(f"{rows} rows cannot fill {self.micro_batches} micro-batches")
         cut = partition(rows, self.micro_batches)
+        receives = iter([op for op in self.ops if op.kind in (RECV_ACT, RECV_GRAD)])
+        ahead = self._post(next(receives, None), cut)  # the next receive is always posted
         received, stash, outgoing, sends = {}, {}, {}, []
         loss, done, held = 0.0, 0, 0
         self.peak_stash_bytes, self.micro_stash_bytes = 0, [0] * self.micro_batches
@@ -213,10 +215,12 @@ class Pipeline:
             m = op.micro
             lo, hi = cut[m], cut[m + 1]
             t = time.perf_counter()
-            if op.kind == RECV_ACT:
-                received[m] = self._recv((hi - lo, self.widths[0]), op.peer, 2 * m, t)
-            elif op.kind == RECV_GRAD:
-                received[m] = self._recv((hi - lo, self.widths[1]), op.peer, 2 * m + 1, t)
+            if op.kind in (RECV_ACT, RECV_GRAD):
+                request, received[m] = ahead
+                request.Wait()
+                traffic.record(0, 1, 0, received[m].nbytes)
+                ahead = self._post(next(receives, None), cut)
+                self._span("recv", m, t, comm=True)
             elif op.kind == FORWARD:
                 a = received.pop(m) if self.stage else x[lo:hi]
                 for layer in self.layers:
@@ -264,12 +268,13 @@ class Pipeline:
             self.comm.Send(np.ascontiguousarray(a), dest=self.stage + 1, tag=PREDICT_TAG)
         return self.comm.bcast(np.argmax(a, axis=1) if self.last else None, root=self.stages - 1)
 
-    def _recv(self, shape, peer: int, tag: int, t: float) -> np.ndarray:
-        buf = np.empty(shape, self.params.dtype)
-        self.comm.Recv(buf, source=peer, tag=tag)
-        traffic.record(0, 1, 0, buf.nbytes)
-        self._span("recv", tag // 2, t, comm=True)
-        return buf
+    def _post(self, op, cut) -> tuple | None:
+        """``Irecv`` the message of receive ``op`` into a new buffer: ``(request, buffer)``; None for no op."""
+        if op is None:
+            return None
+        grad = op.kind == RECV_GRAD
+        buf = np.empty((cut[op.micro + 1] - cut[op.micro], self.widths[grad]), self.params.dtype)
+        return self.comm.Irecv(buf, source=op.peer, tag=2 * op.micro + grad), buf
 
     def _backward(self, d: np.ndarray, done: int, on_layer) -> np.ndarray | None:
         """Back through the stage's layers, adding this micro-batch's gradients to the earlier ones'."""

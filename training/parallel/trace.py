@@ -8,9 +8,12 @@ barrier; :func:`gather` brings them to rank 0 on that common time base.
 
 from __future__ import annotations
 
+import importlib.util
 import json
 
-__all__ = ["gather", "chrome", "write", "plot", "bubble", "KINDS"]
+import numpy as np
+
+__all__ = ["gather", "chrome", "write", "plot", "bubble", "save_step", "KINDS"]
 
 #: Span kinds, and the colour each has in the PNG.
 KINDS = {"forward": "tab:blue", "backward": "tab:green", "recv": "tab:orange", "send": "tab:red",
@@ -50,12 +53,18 @@ def bubble(spans_by_rank) -> dict:
     """Idle time over step time, measured: per rank ``1 - (its forward + backward time) / step``.
 
     The step runs from the common reference (0) to the last span's end on
-    any rank.  Returns ``{"step_s", "per_rank", "mean"}``.
+    any rank.  Returns ``{"step_s", "per_rank", "mean", "busiest"}``:
+    ``busiest`` is the idle share of the rank with the most forward and
+    backward time.  With stages of equal work every rank idles
+    ``(S-1)/(M+S-1)`` of the step (the bubble: filling and draining the
+    pipeline); with unequal ones the others also wait for the busiest, so
+    ``mean`` adds that imbalance to the bubble and ``busiest`` does not.
     """
     step = max((end for spans in spans_by_rank for _, _, _, end in spans), default=0.0)
-    per_rank = [1.0 - sum(e - s for k, _, s, e in spans if k in COMPUTE) / step if step > 0 else 0.0
-                for spans in spans_by_rank]
-    return {"step_s": step, "per_rank": per_rank, "mean": sum(per_rank) / max(len(per_rank), 1)}
+    busy = [sum(e - s for k, _, s, e in spans if k in COMPUTE) for spans in spans_by_rank]
+    per_rank = [1.0 - b / step if step > 0 else 0.0 for b in busy]
+    return {"step_s": step, "per_rank": per_rank, "mean": sum(per_rank) / max(len(per_rank), 1),
+            "busiest": per_rank[int(np.argmax(busy))] if busy else 0.0}
 
 
 def write(path: str, spans_by_rank, names=None, meta=None) -> str | None:
@@ -65,9 +74,7 @@ def write(path: str, spans_by_rank, names=None, meta=None) -> str | None:
     """
     with open(path, "w") as f:
         json.dump(chrome(spans_by_rank, names, meta), f)
-    try:
-        import matplotlib  # noqa: F401
-    except ImportError:
+    if importlib.util.find_spec("matplotlib") is None:
         return None
     png = (path[:-5] if path.endswith(".json") else path) + ".png"
     plot(png, spans_by_rank, names, (meta or {}).get("title"))
@@ -103,3 +110,27 @@ def plot(path: str, spans_by_rank, names=None, title: str | None = None) -> None
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
+
+
+def save_step(world, grid, spans, reference: float, path: str, schedule: str, micro_batches: int) -> dict:
+    """Collective over ``world``: rank 0 writes one step's spans of every rank to ``path`` (and its PNG).
+
+    Rows are named by each rank's grid coordinates.  Returns, on rank 0,
+    ``{"path", "png", "step_s", "bubble", "bubble_busiest", "bubble_per_rank",
+    "bubble_formula", "title"}`` (see :func:`bubble`); ``{}`` elsewhere.
+    """
+    spans_by_rank = gather(world, spans, reference)
+    coords = world.gather(grid.coords, root=0)
+    if world.Get_rank() != 0:
+        return {}
+    names = [f"rank {r}: stage {c[0]}" + (f", data {c[1]}" if grid.layout.data > 1 else "")
+             + (f", tensor {c[3]}" if grid.layout.tensor > 1 else "") for r, c in enumerate(coords)]
+    s, m = grid.layout.pipeline, micro_batches
+    measured = bubble(spans_by_rank)
+    out = {"path": path, "step_s": measured["step_s"], "bubble": measured["mean"],
+           "bubble_busiest": measured["busiest"], "bubble_per_rank": measured["per_rank"],
+           "bubble_formula": (s - 1) / (m + s - 1)}
+    out["title"] = (f"{schedule}, S={s}, M={m}: measured bubble {out['bubble']:.1%} (busiest stage "
+                    f"{out['bubble_busiest']:.1%}), (S-1)/(M+S-1) = {out['bubble_formula']:.1%}")
+    out["png"] = write(path, spans_by_rank, names, out)
+    return out
