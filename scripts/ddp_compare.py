@@ -25,7 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import socket
 import sys
 import time
 
@@ -33,31 +32,24 @@ import numpy as np
 from mpi4py import MPI
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from collectives import cli  # noqa: E402
-from numa import threads  # noqa: E402
 from training import sync_sgd  # noqa: E402
 from training.data import digits  # noqa: E402
 from training.sampler import GlobalBatchSampler  # noqa: E402
+from torch_gloo import init_gloo, need_torch, same_threads  # noqa: E402
 
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+PROG = "scripts/ddp_compare.py"
 
 
 def torch_epochs(args, comm, epochs: int) -> list[float]:
     """DDP training; samples/s of each epoch's training steps."""
     import torch
-    import torch.distributed as dist
     from torch import nn
 
     p, rank = comm.Get_size(), comm.Get_rank()
-    if not dist.is_initialized():
-        os.environ["MASTER_ADDR"] = "127.0.0.1"
-        os.environ["MASTER_PORT"] = str(comm.bcast(_free_port() if rank == 0 else None))
-        dist.init_process_group("gloo", rank=rank, world_size=p)
+    init_gloo(comm)
     torch.manual_seed(args.seed)
     model = nn.Sequential(nn.Linear(64, args.hidden), nn.ReLU(), nn.Linear(args.hidden, 10))
     if args.tensor_parallel > 1:  # one model cut over all P ranks, each seeing the whole batch
@@ -120,20 +112,11 @@ def parser() -> argparse.ArgumentParser:
 def main(argv=None) -> int:
     args = parser().parse_args(argv)
     comm = MPI.COMM_WORLD
-    try:
-        import torch
-    except ImportError:
-        torch = None
-    cli.agree_or_exit(comm, None if torch else "needs torch: pip install -e '.[compare]' (torch==2.13.0, CPU)",
-                      "scripts/ddp_compare.py")
+    torch = need_torch(comm, PROG)
     cli.agree_or_exit(comm, None if args.tensor_parallel in (1, comm.Get_size()) else
                       f"--tensor-parallel {args.tensor_parallel}: 1 (DDP) or {comm.Get_size()} (all ranks)",
-                      "scripts/ddp_compare.py")
-    from collectives.runtime.communicator import library_comm
-
-    library_comm(comm)  # our threads per rank; give torch the same
-    n_threads = threads.current()["numba"]
-    torch.set_num_threads(n_threads)
+                      PROG)
+    n_threads = same_threads(comm, torch)
     ours, theirs = [], []
     for _ in range(args.blocks):
         ours += ours_epochs(args, comm, args.epochs)[1:]

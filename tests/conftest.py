@@ -159,3 +159,15 @@ def assert_finite_differences(params: np.ndarray, grads: np.ndarray, loss, indic
         down = loss()
         params[i] = old
         assert grads[i] == pytest.approx((up - down) / (2 * h), rel=1e-5, abs=1e-8), i
+
+
+def sync_sgd_exits_2_saying(argv, message: str, capsys) -> None:
+    """``training.sync_sgd`` on ``argv`` exits 2 on every rank, rank 0 alone printing ``message``."""
+    from training import sync_sgd
+
+    comm = world()
+    with pytest.raises(SystemExit) as e:
+        sync_sgd.run(argv, comm)
+    assert e.value.code == 2
+    err = capsys.readouterr().err
+    assert (message in err) if comm.Get_rank() == 0 else err == ""

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from conftest import collective_assert, tensor_slices, world
+from conftest import collective_assert, sync_sgd_exits_2_saying, tensor_slices, world
 from training import checkpoint, sync_sgd
 from training.parallel.pipeline import stage_bounds
 
@@ -85,28 +85,20 @@ def test_a_checkpoint_holds_the_whole_model_and_resumes_under_any_layout(tmp_pat
     np.testing.assert_allclose(ends[1], one.params, rtol=1e-5, atol=1e-5)
 
 
-def _exits_2_saying(argv, message, capsys):
-    comm = world()
-    with pytest.raises(SystemExit) as e:
-        sync_sgd.run(argv, comm)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert (message in err) if comm.Get_rank() == 0 else err == ""
-
-
 def test_bad_layouts_exit_2_on_every_rank(capsys):
     p = world().Get_size()
-    _exits_2_saying(["--micro-batches", "0"], "argument --micro-batches: expected an integer >= 1, got '0'", capsys)
-    _exits_2_saying(["--pipeline-stages", str(p + 1)], f"--pipeline-stages {p + 1} does not divide the {p} ranks",
+    sync_sgd_exits_2_saying(["--micro-batches", "0"], "argument --micro-batches: expected an integer >= 1, got '0'", capsys)
+    sync_sgd_exits_2_saying(["--pipeline-stages", str(p + 1)], f"--pipeline-stages {p + 1} does not divide the {p} ranks",
                     capsys)
-    _exits_2_saying(["--pipeline-stages", str(p), "--hidden", ""] if p > 1 else ["--stage-layers", "1,1"],
+    sync_sgd_exits_2_saying(["--pipeline-stages", str(p), "--hidden", ""] if p > 1 else ["--stage-layers", "1,1"],
                     f"--pipeline-stages {p} is more than the model's 1 layers" if p > 1 else
                     "--stage-layers 1,1: 1 counts of at least 1 adding up to the model's 2 layers", capsys)
-    _exits_2_saying(["--batch", str(p * 3 - 1), "--micro-batches", "3"],
+    sync_sgd_exits_2_saying(["--batch", str(p * 3 - 1), "--micro-batches", "3"],
                     f"--batch {p * 3 - 1} is smaller than the {p} data-parallel ranks x 3 micro-batches", capsys)
-    _exits_2_saying(["--schedule", "zigzag"], "invalid choice: 'zigzag'", capsys)
-    _exits_2_saying(["--trace", "t.json"], "--trace draws a pipeline's step", capsys)
-    _exits_2_saying(["--stage-layers", "a"], "--stage-layers 'a': comma-separated integers", capsys)
+    sync_sgd_exits_2_saying(["--schedule", "zigzag"], "invalid choice: 'zigzag'", capsys)
+    sync_sgd_exits_2_saying(["--trace", "t.json"], "--trace draws a pipeline's step", capsys)
+    sync_sgd_exits_2_saying(["--stage-layers", "a"], "--stage-layers 'a': comma-separated integers", capsys)
+    sync_sgd_exits_2_saying(["--micro-batches", "2", "--trace", "/nonexistent/t.json"], "--trace cannot write", capsys)
 
 
 def test_trace_draws_the_last_step_of_every_rank(tmp_path_factory):

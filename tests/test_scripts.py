@@ -32,6 +32,18 @@ def test_ddp_compare_runs_or_says_it_needs_torch(tensor_parallel, tmp_path):
         assert json.loads((tmp_path / "ddp.json").read_text())["tensor_parallel"] == int(tensor_parallel)
 
 
+@pytest.mark.parametrize("schedule", ["gpipe", "1f1b"])
+def test_pipeline_compare_runs_or_says_it_needs_torch(schedule, tmp_path):
+    out = launch(tmp_path, 2, "scripts/pipeline_compare.py", "--epochs", "2", "--blocks", "1", "--schedule", schedule,
+                 "--json", str(tmp_path / "pp.json"))
+    if importlib.util.find_spec("torch") is None:
+        assert out.returncode == 2 and out.stderr.count("needs torch") == 1, out.stderr
+    else:
+        assert out.returncode == 0, out.stderr
+        result = json.loads((tmp_path / "pp.json").read_text())
+        assert result["schedule"] == schedule and result["stage_bounds"] == [0, 1, 3]
+
+
 def test_bench_table_renders_a_record_as_ratios():
     record = os.path.join(ROOT, "measurements", "allreduce_p2_dev.json")
     out = subprocess.run([sys.executable, os.path.join(ROOT, "scripts", "bench_table.py"), record, "--sizes", "4,1M"],

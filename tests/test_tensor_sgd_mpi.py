@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from conftest import collective_assert, tensor_slices, world
+from conftest import collective_assert, sync_sgd_exits_2_saying, tensor_slices, world
 from training import checkpoint, sync_sgd
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -57,25 +57,16 @@ def test_tensor_parallel_2_learns_digits():
     assert summary["test_accuracy"] >= 0.95 and summary["time_split"]["tensor_communication"] > 0
 
 
-def _exits_2_saying(argv, message, capsys):
-    comm = world()
-    with pytest.raises(SystemExit) as e:
-        sync_sgd.run(argv, comm)
-    assert e.value.code == 2
-    err = capsys.readouterr().err
-    assert (message in err) if comm.Get_rank() == 0 else err == ""
-
-
 def test_bad_layouts_exit_2_on_every_rank(capsys):
     p = world().Get_size()
-    _exits_2_saying(["--tensor-parallel", str(p + 1)], f"--tensor-parallel {p + 1} does not divide the {p} ranks",
+    sync_sgd_exits_2_saying(["--tensor-parallel", str(p + 1)], f"--tensor-parallel {p + 1} does not divide the {p} ranks",
                     capsys)
-    _exits_2_saying(["--tensor-scheme", "diagonal"], "invalid choice: 'diagonal'", capsys)
+    sync_sgd_exits_2_saying(["--tensor-scheme", "diagonal"], "invalid choice: 'diagonal'", capsys)
     if p > 1:
-        _exits_2_saying(["--tensor-parallel", str(p), "--hidden", f"{p - 1}"],
+        sync_sgd_exits_2_saying(["--tensor-parallel", str(p), "--hidden", f"{p - 1}"],
                         f"--tensor-parallel {p} is more than the narrowest layer it cuts ({p - 1} features",
                         capsys)
-        _exits_2_saying(["--tensor-parallel", str(p), "--hidden", ""], "cuts no layer of a model without hidden",
+        sync_sgd_exits_2_saying(["--tensor-parallel", str(p), "--hidden", ""], "cuts no layer of a model without hidden",
                         capsys)
 
 

@@ -11,6 +11,13 @@ update, so the parameters stay bitwise identical on every rank.
         --hidden 512,512 --epochs 2 --metrics steps.h5
     mpiexec -n 2 python -m mpi4py -m training.sync_sgd --data train.h5 --checkpoint ck.h5 --checkpoint-every 50
     mpiexec -n 2 python -m mpi4py -m training.sync_sgd --data train.h5 --checkpoint ck.h5 --resume
+    mpiexec -n 4 python -m mpi4py -m training.sync_sgd --tensor-parallel 2 --epochs 4
+    mpiexec -n 2 python -m mpi4py -m training.sync_sgd --pipeline-stages 2 --micro-batches 4 --trace step.json
+
+With ``--tensor-parallel T`` each replica's layers are cut over T ranks;
+with ``--pipeline-stages S`` they are placed on S consecutive stages and
+each step runs ``--micro-batches M`` through the ``--schedule`` (GPipe or
+1F1B); the gradients are all-reduced over the P/(S*T) data-parallel ranks.
 
 The time split printed per epoch: *compute* (forward, backward, update),
 *communication* (the all-reduce calls) and *waiting* (the part of the
@@ -298,7 +305,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
 
 def _prepare_outputs(args, comm) -> None:
     """Check every output before training (removing a torn checkpoint temporary file); exit 2 if one fails."""
-    cli.check_outputs(comm, {"--json": args.json, "--metrics": args.metrics}, PROG)
+    cli.check_outputs(comm, {"--json": args.json, "--metrics": args.metrics, "--trace": args.trace}, PROG)
     why = checkpoint.prepare(args.checkpoint) if args.checkpoint and comm.Get_rank() == 0 else None
     cli.agree_or_exit(comm, why and f"--checkpoint {why}", PROG)
 

@@ -216,6 +216,7 @@ class Pipeline:
             lo, hi = cut[m], cut[m + 1]
             t = time.perf_counter()
             if op.kind in (RECV_ACT, RECV_GRAD):
+                sends = [(r, a) for r, a in sends if not r.Test()]  # progress them, and let go of the sent
                 request, received[m] = ahead
                 request.Wait()
                 traffic.record(0, 1, 0, received[m].nbytes)
