@@ -87,18 +87,20 @@ def test_a_checkpoint_holds_the_whole_model_and_resumes_under_any_layout(tmp_pat
 
 def test_bad_layouts_exit_2_on_every_rank(capsys):
     p = world().Get_size()
-    sync_sgd_exits_2_saying(["--micro-batches", "0"], "argument --micro-batches: expected an integer >= 1, got '0'", capsys)
-    sync_sgd_exits_2_saying(["--pipeline-stages", str(p + 1)], f"--pipeline-stages {p + 1} does not divide the {p} ranks",
-                    capsys)
-    sync_sgd_exits_2_saying(["--pipeline-stages", str(p), "--hidden", ""] if p > 1 else ["--stage-layers", "1,1"],
-                    f"--pipeline-stages {p} is more than the model's 1 layers" if p > 1 else
-                    "--stage-layers 1,1: 1 counts of at least 1 adding up to the model's 2 layers", capsys)
-    sync_sgd_exits_2_saying(["--batch", str(p * 3 - 1), "--micro-batches", "3"],
-                    f"--batch {p * 3 - 1} is smaller than the {p} data-parallel ranks x 3 micro-batches", capsys)
-    sync_sgd_exits_2_saying(["--schedule", "zigzag"], "invalid choice: 'zigzag'", capsys)
-    sync_sgd_exits_2_saying(["--trace", "t.json"], "--trace draws a pipeline's step", capsys)
-    sync_sgd_exits_2_saying(["--stage-layers", "a"], "--stage-layers 'a': comma-separated integers", capsys)
-    sync_sgd_exits_2_saying(["--micro-batches", "2", "--trace", "/nonexistent/t.json"], "--trace cannot write", capsys)
+    for argv, message in [
+        (["--micro-batches", "0"], "argument --micro-batches: expected an integer >= 1, got '0'"),
+        (["--pipeline-stages", str(p + 1)], f"--pipeline-stages {p + 1} does not divide the {p} ranks"),
+        (["--pipeline-stages", str(p), "--hidden", ""], f"--pipeline-stages {p} is more than the model's 1 layers")
+        if p > 1 else
+        (["--stage-layers", "1,1"], "--stage-layers 1,1: 1 counts of at least 1 adding up to the model's 2 layers"),
+        (["--batch", str(p * 3 - 1), "--micro-batches", "3"],
+         f"--batch {p * 3 - 1} is smaller than the {p} data-parallel ranks x 3 micro-batches"),
+        (["--schedule", "zigzag"], "invalid choice: 'zigzag'"),
+        (["--trace", "t.json"], "--trace draws a pipeline's step"),
+        (["--stage-layers", "a"], "--stage-layers 'a': comma-separated integers"),
+        (["--micro-batches", "2", "--trace", "/nonexistent/t.json"], "--trace cannot write"),
+    ]:
+        sync_sgd_exits_2_saying(argv, message, capsys)
 
 
 def test_trace_draws_the_last_step_of_every_rank(tmp_path_factory):

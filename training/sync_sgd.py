@@ -1,9 +1,10 @@
 """Synchronous data-parallel SGD whose gradient all-reduce is any of our algorithms.
 
-Every rank holds the whole model.  Each step, each rank computes the
-gradient of its part of the global batch, the gradients are summed by
+Every data-parallel rank holds the whole model (or its tensor and pipeline
+pieces of it, below).  Each step, each rank computes the gradient of its
+part of the global batch, the gradients are summed by
 ``collectives.allreduce`` in buckets, and every rank applies the same SGD
-update, so the parameters stay bitwise identical on every rank.
+update, so the replicas stay bitwise identical.
 
     mpiexec -n 16 python -m mpi4py -m training.sync_sgd                 # digits MLP, about 20 epochs
     mpiexec -n 4 python -m mpi4py -m training.sync_sgd --allreduce ring --bucket-mb 0.01 --overlap --json run.json
