@@ -37,6 +37,7 @@ import numpy as np
 from mpi4py import MPI
 
 from collectives import cli
+from collectives.algorithms.schedule import partition
 from collectives.alphabeta import command
 from collectives.alphabeta.measure import measure as alphabeta_measure
 from collectives.bench import environment
@@ -74,8 +75,12 @@ def sizes(args, stages: int) -> list[int]:
     return [64] + [args.width] * (stages * args.layers_per_stage + 1) + [10]
 
 
-def run_case(args, comm, schedule: str, m: int, data) -> tuple[dict, list]:
-    """Warm-up and traced steps of one case; this rank's spans of each timed step, on a common time base."""
+def run_case(args, comm, schedule: str, m: int, data) -> tuple[list, list]:
+    """Warm-up and traced steps of one case.
+
+    Returns, on rank 0, every stage's ``(peak stash bytes, stash bytes of each micro-batch)`` in the last
+    step, and every timed step's spans of every rank, on a common time base.
+    """
     grid = ProcessGrid(comm, Layout(comm.Get_size(), pipeline=comm.Get_size()))
     widths, s, r = sizes(args, grid.layout.pipeline), grid.layout.pipeline, grid.pipeline.Get_rank()
     bounds = stage_bounds(widths, s)
@@ -89,13 +94,16 @@ def run_case(args, comm, schedule: str, m: int, data) -> tuple[dict, list]:
         pipe.loss_and_grad(x, y, 1.0 / len(y))
         if step >= args.warmup:
             steps.append(trace.gather(comm, pipe.trace, reference))
-    stash = comm.gather((pipe.peak_stash_bytes, pipe.micro_stash_bytes[0]), root=0)
+    stash = comm.gather((pipe.peak_stash_bytes, pipe.micro_stash_bytes), root=0)
     grid.free()
-    return {"stash": stash, "bounds": bounds}, steps
+    return stash, steps
 
 
-def summarise(schedule: str, m: int, s: int, steps: list, stash, link, act_bytes: int) -> dict:
-    """The case's record: measured and predicted step time and bubble, and the peak stash, from rank 0's data."""
+def summarise(schedule: str, m: int, s: int, steps: list, stash, link, message_bytes: list[int]) -> dict:
+    """The case's record: measured and predicted step time and bubble, and the peak stash, from rank 0's data.
+
+    ``message_bytes[m]``: the size of micro-batch ``m``'s activation (and of its gradient).
+    """
     step_s, bubbles, busiest, predicted, simulated, imbalance = [], [], [], [], [], []
     for spans in steps:
         measured = trace.bubble(spans)
@@ -105,18 +113,18 @@ def summarise(schedule: str, m: int, s: int, steps: list, stash, link, act_bytes
         passes = [{k: float(np.median([e - b for kind, _, b, e in rank if kind == k])) for k in (FORWARD, BACKWARD)}
                   for rank in spans]
         sim = simulate(lower(SCHEDULES[schedule](s, m)),
-                       lambda r, op: passes[r][op.kind] if op.kind in passes[r] else link(act_bytes))
+                       lambda r, op: passes[r][op.kind] if op.kind in passes[r] else link(message_bytes[op.micro]))
         predicted.append(sim.makespan)
         simulated.append(float(np.mean([sim.idle(r) / sim.makespan for r in range(s)])))
         imbalance.append(max(sum(p.values()) for p in passes) / min(sum(p.values()) for p in passes) - 1)
-    micro = [one for _, one in stash]
-    want = [micro[r] * (m if schedule == "gpipe" else min(s - r, m)) for r in range(s)]
+    # the first micro-batches are the largest (partition), and the peak holds the first M or min(S-r, M)
+    want = [sum(micro[: m if schedule == "gpipe" else min(s - r, m)]) for r, (_, micro) in enumerate(stash)]
     return {"schedule": schedule, "stages": s, "micro_batches": m, "step_s": float(np.median(step_s)),
             "predicted_step_s": float(np.median(predicted)), "bubble": float(np.median(bubbles)),
             "bubble_busiest": float(np.median(busiest)), "stage_imbalance": float(np.median(imbalance)),
             "bubble_simulated": float(np.median(simulated)), "bubble_formula": bubble_fraction(s, m),
             "peak_stash_bytes": [peak for peak, _ in stash], "expected_peak_stash_bytes": want,
-            "message_bytes": act_bytes}
+            "message_bytes": max(message_bytes)}
 
 
 def table(records: list[dict]) -> str:
@@ -134,12 +142,8 @@ def table(records: list[dict]) -> str:
 
 def _check(args, comm) -> str | None:
     s = comm.Get_size()
-    schedules = args.schedule.split(",")
-    bad = [n for n in schedules if n not in SCHEDULES]
-    if bad:
+    if not set(args.schedule.split(",")) <= set(SCHEDULES):
         return f"--schedule {args.schedule!r}: use gpipe, 1f1b or both, comma-separated"
-    if min(args.micro_batches) < 1:
-        return f"--micro-batches {args.micro_batches}: each at least 1"
     if args.batch < max(args.micro_batches):
         return f"--batch {args.batch} is smaller than {max(args.micro_batches)} micro-batches"
     if s < 2:
@@ -175,10 +179,11 @@ def main(argv=None) -> int:
     records = []
     for schedule in args.schedule.split(","):
         for m in args.micro_batches:
-            case, steps = run_case(args, comm, schedule, m, data)
+            stash, steps = run_case(args, comm, schedule, m, data)
             if comm.Get_rank() == 0:
-                records.append(summarise(schedule, m, s, steps, case["stash"], link,
-                                         4 * args.width * -(-args.batch // m)))
+                cut = partition(args.batch, m)
+                records.append(summarise(schedule, m, s, steps, stash, link,
+                                         [4 * args.width * (hi - lo) for lo, hi in zip(cut, cut[1:])]))
                 if args.trace_dir:
                     trace.write(os.path.join(args.trace_dir, f"{schedule}_{m}.json"), steps[-1],
                                 meta={"title": f"{schedule}, S={s}, M={m}, width {args.width}, batch {args.batch}"})
