@@ -98,3 +98,19 @@ def test_a_small_cnn_matches_finite_differences():
 def test_bad_layers_are_refused(make, says):
     with pytest.raises(ValueError, match=says):
         make()
+
+
+def test_relu_and_the_default_cnn_against_finite_differences():
+    """The CNN (convolutions, ReLU, pooling, classifier) in float64: its gradient is the loss's derivative."""
+    from training.model import cnn
+
+    rng = np.random.default_rng(0)
+    model = cnn(2, 3, channels=(3, 4), seed=1, dtype=np.float64)
+    x, y = rng.standard_normal((3, 2, 7, 6)), np.array([0, 2, 1])
+    model.loss_and_grad(x, y, 1.0)
+    grads = model.grads.copy()
+
+    def loss():
+        return model.loss_and_grad(x, y, 1.0) * len(y)
+
+    assert_finite_differences(model.params, grads, loss, rng.choice(model.params.size, 40, replace=False))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 from mpi4py import MPI
 
-from training.layers import Conv2d, Flatten, GlobalAvgPool, Linear
+from training.layers import Conv2d, Flatten, GlobalAvgPool, Linear, ReLU
 from training.model import mlp
 from training.parallel import trace
 from training.parallel.pipeline import balance, layer_flops, stage_bounds, stage_model
@@ -80,6 +80,7 @@ def test_every_stage_starts_as_the_whole_model(scheme):
     (lambda: Flatten(), (5, 2, 3)),
     (lambda: Conv2d(2, 3, 3), (2, 2, 5, 4)),
     (lambda: GlobalAvgPool(), (2, 3, 4, 5)),
+    (lambda: ReLU(), (2, 3, 4, 5)),
     (lambda: ColumnParallelLinear(6, 4, MPI.COMM_SELF, "tanh", gather_output=True), (5, 6)),
     (lambda: RowParallelLinear(6, 4, MPI.COMM_SELF, "tanh"), (5, 6)),
 ])

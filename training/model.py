@@ -1,4 +1,4 @@
-"""The multilayer perceptron ``sync_sgd`` trains, built from :mod:`training.layers`."""
+"""The models ``sync_sgd`` trains, built from :mod:`training.layers`: an MLP and a small CNN."""
 
 from __future__ import annotations
 
@@ -6,9 +6,12 @@ from typing import Sequence
 
 import numpy as np
 
-from .layers import Linear, Sequential
+from .layers import Conv2d, GlobalAvgPool, Linear, ReLU, Sequential
 
-__all__ = ["mlp"]
+__all__ = ["mlp", "cnn", "CNN_CHANNELS"]
+
+#: The default CNN's convolution widths: 3 x 3 convolutions of 16, 16 and 32 channels.
+CNN_CHANNELS = (16, 16, 32)
 
 
 def mlp(sizes: Sequence[int], act: str = "relu", seed: int = 0, dtype=np.float32) -> Sequential:
@@ -33,4 +36,35 @@ def mlp(sizes: Sequence[int], act: str = "relu", seed: int = 0, dtype=np.float32
     init = "he" if act == "relu" else "glorot"
     last = len(sizes) - 2
     layers = [Linear(sizes[i], sizes[i + 1], act if i < last else "identity", init) for i in range(last + 1)]
+    return Sequential(layers, seed=seed, dtype=dtype)
+
+
+def cnn(in_channels: int, classes: int, channels: Sequence[int] = CNN_CHANNELS, kernel: int = 3, seed: int = 0,
+        dtype=np.float32, conv=None, pool=None) -> Sequential:
+    """3 x 3 convolutions ("same" padding, stride 1) each followed by a ReLU, global average pooling, a linear classifier.
+
+    Parameters
+    ----------
+    in_channels, classes : int
+    channels : sequence of int
+        Output channels of each convolution (default :data:`CNN_CHANNELS`).
+    kernel : int
+        The convolutions' size (odd: the output keeps the input's size).
+    seed : int
+        He-normal convolutions, Glorot classifier, zero biases, drawn layer by layer.
+    dtype : numpy dtype
+    conv, pool : callable, optional
+        ``conv(c_in, c_out, kernel)`` and ``pool()`` make the convolution and
+        pooling layers (default :class:`Conv2d` and :class:`GlobalAvgPool`):
+        the spatial-parallel model passes its own, drawn and laid out alike.
+    """
+    if min(in_channels, classes, *channels) < 1 or kernel < 1 or kernel % 2 == 0:
+        raise ValueError(f"a CNN needs channels and classes >= 1 and an odd kernel, got {in_channels}, "
+                         f"{list(channels)}, {classes}, kernel {kernel}")
+    conv = conv or Conv2d
+    layers, c = [], in_channels
+    for width in channels:
+        layers += [conv(c, width, kernel), ReLU()]
+        c = width
+    layers += [(pool or GlobalAvgPool)(), Linear(c, classes, "identity", "glorot")]
     return Sequential(layers, seed=seed, dtype=dtype)

@@ -11,6 +11,7 @@ from .base import Layer
 from .conv import Conv2d, GlobalAvgPool
 from .linear import Flatten, Linear
 from .loss import SoftmaxCrossEntropy
+from .relu import ReLU
 from .sequential import Sequential
 
-__all__ = ["Layer", "Linear", "Flatten", "Conv2d", "GlobalAvgPool", "SoftmaxCrossEntropy", "Sequential"]
+__all__ = ["Layer", "Linear", "Flatten", "Conv2d", "GlobalAvgPool", "ReLU", "SoftmaxCrossEntropy", "Sequential"]

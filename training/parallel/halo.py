@@ -1,0 +1,205 @@
+"""Halo geometry (pure) and the halo exchange and its adjoint over MPI, one dimension after another.
+
+A convolution of kernel ``k``, stride ``s`` and zero padding ``p`` maps
+``n`` input rows to ``n_out = (n + 2p - k) // s + 1`` output rows.  Split
+over ``P`` ranks, each rank owns a block of the input rows and computes a
+block of the output rows (both cut by
+:func:`collectives.algorithms.schedule.partition`: the first ranks hold one
+more).  Output rows ``[a, b)`` need input rows ``[a·s - p, (b-1)·s - p + k)``:
+those outside ``[0, n)`` are the zero padding, those another rank owns are
+the halo, received from it, and owned rows nobody on this rank needs are
+left out.  As DistDL's ``halo_mixin`` does, the geometry is computed for
+any split, so a tile thinner than the halo takes rows from ranks further
+away: :func:`axis_geometry` intersects this rank's needs with every rank's
+ownership, no neighbour assumed.
+
+A 2-D tile exchanges its rows first (with the ranks of its grid column),
+then its columns (with the ranks of its grid row), the column slices
+including the ghost rows the first exchange brought (not the padding,
+which every rank fills with zeros itself), so the corners arrive without
+diagonal messages.  The adjoint runs the same messages backwards,
+in reverse order: each ghost's gradient goes back to its owner, who adds
+it into its own rows; the padding's gradient is dropped.
+"""
+
+from __future__ import annotations
+
+from typing import NamedTuple
+
+import numpy as np
+from mpi4py import MPI
+
+from collectives.algorithms.schedule import partition
+from collectives.runtime import traffic
+
+__all__ = ["AxisGeometry", "output_size", "axis_geometry", "HaloExchange"]
+
+
+class AxisGeometry(NamedTuple):
+    """One rank's view of one split dimension (global indices, ``[lo, hi)`` ranges).
+
+    Attributes
+    ----------
+    owned : (int, int)
+        The input rows this rank holds.
+    needed : (int, int)
+        The input rows its output needs, padding included (may reach below 0 or past ``n``).
+    out : (int, int)
+        The output rows it computes.
+    recv : tuple of (peer, lo, hi)
+        Input rows it receives, from which rank (inside ``[0, n)``, not its own).
+    send : tuple of (peer, lo, hi)
+        Its own rows that another rank needs.
+    """
+
+    owned: tuple[int, int]
+    needed: tuple[int, int]
+    out: tuple[int, int]
+    recv: tuple[tuple[int, int, int], ...]
+    send: tuple[tuple[int, int, int], ...]
+
+    def inside(self) -> tuple[int, int]:
+        """The needed rows inside the image (not padding): this rank's own and the received ones."""
+        ends = [(max(self.needed[0], self.owned[0]), min(self.needed[1], self.owned[1]))]
+        ends = [e for e in ends if e[0] < e[1]] + [(a, b) for _, a, b in self.recv]
+        return min(a for a, _ in ends), max(b for _, b in ends)
+
+
+def output_size(n: int, kernel: int, stride: int = 1, padding: int = 0) -> int:
+    """Output rows of a convolution over ``n`` input rows."""
+    return (n + 2 * padding - kernel) // stride + 1
+
+
+def axis_geometry(n: int, parts: int, kernel: int, stride: int = 1, padding: int = 0) -> list[AxisGeometry]:
+    """Every rank's geometry along one dimension of ``n`` rows cut over ``parts`` ranks.
+
+    Raises
+    ------
+    ValueError
+        For a kernel, stride or padding out of range, or more ranks than
+        input or output rows (a rank would hold or compute nothing).
+    """
+    if kernel < 1 or stride < 1 or padding < 0 or padding >= kernel:
+        raise ValueError(f"kernel {kernel}, stride {stride}, padding {padding}: need kernel >= 1, stride >= 1 "
+                         "and 0 <= padding < kernel")
+    n_out = output_size(n, kernel, stride, padding)
+    if n_out < 1:
+        raise ValueError(f"a kernel of {kernel} with padding {padding} does not fit in {n} rows")
+    if parts > min(n, n_out):
+        raise ValueError(f"{parts} ranks cannot split {n} input rows ({n_out} output rows): every rank needs "
+                         "at least one of each; use fewer ranks on this dimension or a larger image")
+    owned, out = partition(n, parts), partition(n_out, parts)
+    needed = [(out[r] * stride - padding, (out[r + 1] - 1) * stride - padding + kernel) for r in range(parts)]
+    geometry = []
+    for r in range(parts):
+        lo, hi = max(needed[r][0], 0), min(needed[r][1], n)
+        recv = tuple((q, max(lo, owned[q]), min(hi, owned[q + 1])) for q in range(parts)
+                     if q != r and max(lo, owned[q]) < min(hi, owned[q + 1]))
+        send = tuple((q, max(needed[q][0], owned[r], 0), min(needed[q][1], owned[r + 1], n)) for q in range(parts)
+                     if q != r and max(needed[q][0], owned[r]) < min(needed[q][1], owned[r + 1]))
+        geometry.append(AxisGeometry((owned[r], owned[r + 1]), needed[r], (out[r], out[r + 1]), recv, send))
+    return geometry
+
+
+class HaloExchange:
+    """The halo exchange of one tile over a grid of ``len(comms)`` split dimensions, and its adjoint.
+
+    Parameters
+    ----------
+    geometry : sequence of AxisGeometry
+        This rank's geometry along each split dimension, in exchange order.
+    axes : sequence of int
+        The array axis of each (2 and 3 for ``(N, C, H, W)`` rows and columns).
+    comms : sequence of mpi4py.MPI.Comm
+        For each dimension, the ranks along it (rank ``q`` of the comm is
+        part ``q`` of that dimension's split).
+
+    Attributes
+    ----------
+    seconds : float
+        Time spent in :meth:`forward` and :meth:`adjoint` messages so far.
+    """
+
+    def __init__(self, geometry, axes, comms):
+        self.geometry, self.axes, self.comms = list(geometry), list(axes), list(comms)
+        self.seconds = 0.0
+
+    def forward(self, x: np.ndarray) -> np.ndarray:
+        """This rank's owned tile ``x`` → the tile of every row and column its output needs, padding zero."""
+        for i in range(len(self.geometry)):
+            x = self._one(x, i)
+        return x
+
+    def adjoint(self, d: np.ndarray) -> np.ndarray:
+        """The gradient of the needed tile → that of the owned tile (ghosts' gradients summed into their owners)."""
+        for i in reversed(range(len(self.geometry))):
+            d = self._one_adjoint(d, i)
+        return d
+
+    def _inner(self, ndim: int, i: int) -> list:
+        """Slices of the dimensions exchanged before ``i``: their rows inside the image (the padding stays local)."""
+        out = [slice(None)] * ndim
+        for j in range(i):
+            g = self.geometry[j]
+            lo, hi = g.inside()
+            out[self.axes[j]] = slice(lo - g.needed[0], hi - g.needed[0])
+        return out
+
+    def _one(self, x: np.ndarray, i: int) -> np.ndarray:
+        g, axis, comm = self.geometry[i], self.axes[i], self.comms[i]
+        (olo, ohi), (lo, hi) = g.owned, g.needed
+        inner = self._inner(x.ndim, i)
+
+        def at(a, b):
+            index = list(inner)
+            index[axis] = slice(a, b)
+            return tuple(index)
+
+        out = np.zeros(_resized(x.shape, axis, hi - lo), x.dtype)
+        a, b = max(lo, olo), min(hi, ohi)
+        if a < b:
+            out[at(a - lo, b - lo)] = x[at(a - olo, b - olo)]
+        incoming = [np.empty(out[at(a - lo, b - lo)].shape, x.dtype) for _, a, b in g.recv]
+        outgoing = [np.ascontiguousarray(x[at(a - olo, b - olo)]) for _, a, b in g.send]
+        self._exchange(comm, [q for q, _, _ in g.recv], incoming, [q for q, _, _ in g.send], outgoing)
+        for buf, (_, a, b) in zip(incoming, g.recv):
+            out[at(a - lo, b - lo)] = buf
+        return out
+
+    def _one_adjoint(self, d: np.ndarray, i: int) -> np.ndarray:
+        g, axis, comm = self.geometry[i], self.axes[i], self.comms[i]
+        (olo, ohi), (lo, hi) = g.owned, g.needed
+        inner = self._inner(d.ndim, i)
+
+        def at(a, b):
+            index = list(inner)
+            index[axis] = slice(a, b)
+            return tuple(index)
+
+        dx = np.zeros(_resized(d.shape, axis, ohi - olo), d.dtype)
+        a, b = max(lo, olo), min(hi, ohi)
+        if a < b:
+            dx[at(a - olo, b - olo)] += d[at(a - lo, b - lo)]
+        back = [np.empty(dx[at(a - olo, b - olo)].shape, d.dtype) for _, a, b in g.send]
+        returned = [np.ascontiguousarray(d[at(a - lo, b - lo)]) for _, a, b in g.recv]
+        self._exchange(comm, [q for q, _, _ in g.send], back, [q for q, _, _ in g.recv], returned)
+        for buf, (_, a, b) in zip(back, g.send):
+            dx[at(a - olo, b - olo)] += buf
+        return dx
+
+    def _exchange(self, comm: MPI.Comm, sources, into, dests, data) -> None:
+        """Receive ``into[i]`` from ``sources[i]`` and send ``data[j]`` to ``dests[j]``, all at once."""
+        import time
+
+        t = time.perf_counter()
+        requests = [comm.Irecv(buf, source=q) for q, buf in zip(sources, into)]
+        requests += [comm.Isend(buf, dest=q) for q, buf in zip(dests, data)]
+        MPI.Request.Waitall(requests)
+        traffic.record(len(data), len(into), sum(a.nbytes for a in data), sum(a.nbytes for a in into))
+        self.seconds += time.perf_counter() - t
+
+
+def _resized(shape, axis: int, n: int) -> tuple:
+    shape = list(shape)
+    shape[axis] = n
+    return tuple(shape)
