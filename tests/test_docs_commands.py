@@ -33,6 +33,7 @@ PARSE = {
     "training.roofline": ("training.roofline", "parse_args"),
     "training.layout_bench": ("training.layout_bench", "parser"),
     "training.pipeline_bench": ("training.pipeline_bench", "parser"),
+    "training.spatial_bench": ("training.spatial_bench", "parser"),
     "numa": ("numa.__main__", "parser"),
     "scripts/check_cost.py": ("scripts/check_cost.py", "parser"),
     "scripts/ddp_compare.py": ("scripts/ddp_compare.py", "parser"),
