@@ -24,6 +24,7 @@ it into its own rows; the padding's gradient is dropped.
 
 from __future__ import annotations
 
+import time
 from typing import NamedTuple
 
 import numpy as np
@@ -95,7 +96,7 @@ def axis_geometry(n: int, parts: int, kernel: int, stride: int = 1, padding: int
         lo, hi = max(needed[r][0], 0), min(needed[r][1], n)
         recv = tuple((q, max(lo, owned[q]), min(hi, owned[q + 1])) for q in range(parts)
                      if q != r and max(lo, owned[q]) < min(hi, owned[q + 1]))
-        send = tuple((q, max(needed[q][0], owned[r], 0), min(needed[q][1], owned[r + 1], n)) for q in range(parts)
+        send = tuple((q, max(needed[q][0], owned[r]), min(needed[q][1], owned[r + 1])) for q in range(parts)
                      if q != r and max(needed[q][0], owned[r]) < min(needed[q][1], owned[r + 1]))
         geometry.append(AxisGeometry((owned[r], owned[r + 1]), needed[r], (out[r], out[r + 1]), recv, send))
     return geometry
@@ -136,25 +137,26 @@ class HaloExchange:
             d = self._one_adjoint(d, i)
         return d
 
-    def _inner(self, ndim: int, i: int) -> list:
-        """Slices of the dimensions exchanged before ``i``: their rows inside the image (the padding stays local)."""
-        out = [slice(None)] * ndim
+    def _indexer(self, ndim: int, i: int):
+        """``at(a, b)``: rows ``[a, b)`` along dimension ``i``, and along the dimensions exchanged before it their
+        rows inside the image (the padding stays local, never sent)."""
+        inner = [slice(None)] * ndim
         for j in range(i):
             g = self.geometry[j]
             lo, hi = g.inside()
-            out[self.axes[j]] = slice(lo - g.needed[0], hi - g.needed[0])
-        return out
+            inner[self.axes[j]] = slice(lo - g.needed[0], hi - g.needed[0])
+
+        def at(a: int, b: int) -> tuple:
+            index = list(inner)
+            index[self.axes[i]] = slice(a, b)
+            return tuple(index)
+
+        return at
 
     def _one(self, x: np.ndarray, i: int) -> np.ndarray:
         g, axis, comm = self.geometry[i], self.axes[i], self.comms[i]
         (olo, ohi), (lo, hi) = g.owned, g.needed
-        inner = self._inner(x.ndim, i)
-
-        def at(a, b):
-            index = list(inner)
-            index[axis] = slice(a, b)
-            return tuple(index)
-
+        at = self._indexer(x.ndim, i)
         out = np.zeros(_resized(x.shape, axis, hi - lo), x.dtype)
         a, b = max(lo, olo), min(hi, ohi)
         if a < b:
@@ -169,13 +171,7 @@ class HaloExchange:
     def _one_adjoint(self, d: np.ndarray, i: int) -> np.ndarray:
         g, axis, comm = self.geometry[i], self.axes[i], self.comms[i]
         (olo, ohi), (lo, hi) = g.owned, g.needed
-        inner = self._inner(d.ndim, i)
-
-        def at(a, b):
-            index = list(inner)
-            index[axis] = slice(a, b)
-            return tuple(index)
-
+        at = self._indexer(d.ndim, i)
         dx = np.zeros(_resized(d.shape, axis, ohi - olo), d.dtype)
         a, b = max(lo, olo), min(hi, ohi)
         if a < b:
@@ -189,8 +185,6 @@ class HaloExchange:
 
     def _exchange(self, comm: MPI.Comm, sources, into, dests, data) -> None:
         """Receive ``into[i]`` from ``sources[i]`` and send ``data[j]`` to ``dests[j]``, all at once."""
-        import time
-
         t = time.perf_counter()
         requests = [comm.Irecv(buf, source=q) for q, buf in zip(sources, into)]
         requests += [comm.Isend(buf, dest=q) for q, buf in zip(dests, data)]
