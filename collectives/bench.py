@@ -81,6 +81,14 @@ def sizes(lo: int, hi: int) -> list[int]:
     return out
 
 
+def write_record(path: str, env: dict, records: list, args, **extra) -> None:
+    """Write a benchmark's JSON record: its environment, records, ``extra`` fields and options (not the outputs)."""
+    outputs = ("json", "plot", "trace_dir")
+    with open(path, "w") as f:
+        json.dump({"environment": env, "records": records, **extra,
+                   "options": {k: v for k, v in vars(args).items() if k not in outputs}}, f, indent=1)
+
+
 def environment(comm: MPI.Comm) -> dict:
     """Machine, MPI library and versions, for the output header."""
     import mpi4py

@@ -21,14 +21,12 @@ Examples::
 
 from __future__ import annotations
 
-import json
-
 import numpy as np
 from mpi4py import MPI
 
 import collectives
 from collectives import bench, cli, plots
-from collectives.bench import environment, format_size
+from collectives.bench import environment, format_size, write_record
 from collectives.alphabeta import command
 from collectives.alphabeta.measure import measure as alphabeta_measure
 from collectives.model.profile import Profile, load
@@ -186,10 +184,7 @@ def main(argv=None) -> int:
               f"{args.profile or 'measured alongside'}")
         print(table(records), flush=True)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"environment": env, "records": records, "profile": prof.to_dict(),
-                           "options": {k: v for k, v in vars(args).items() if k not in ("json", "plot")}}, f,
-                          indent=1)
+            write_record(args.json, env, records, args, profile=prof.to_dict())
         if args.plot:
             plot(records, args.plot)
     return 0

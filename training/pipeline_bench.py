@@ -29,7 +29,6 @@ Examples::
 
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -40,7 +39,7 @@ from collectives import cli
 from collectives.algorithms.schedule import partition
 from collectives.alphabeta import command
 from collectives.alphabeta.measure import measure as alphabeta_measure
-from collectives.bench import environment
+from collectives.bench import environment, write_record
 from collectives.model.profile import load
 from collectives.runtime.communicator import library_comm, unchecked
 
@@ -193,9 +192,7 @@ def main(argv=None) -> int:
               f"profile {args.profile or 'measured first'}, median of {args.steps} steps")
         print(table(records), flush=True)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"environment": env, "records": records, "profile": prof.to_dict(),
-                           "options": {k: v for k, v in vars(args).items() if k != "json"}}, f, indent=1)
+            write_record(args.json, env, records, args, profile=prof.to_dict())
     return 0
 
 

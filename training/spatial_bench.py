@@ -31,7 +31,6 @@ Examples::
 
 from __future__ import annotations
 
-import json
 import time
 
 import numpy as np
@@ -41,7 +40,7 @@ import collectives
 from collectives import cli, plots
 from collectives.alphabeta import command
 from collectives.alphabeta.measure import measure as alphabeta_measure
-from collectives.bench import environment
+from collectives.bench import environment, write_record
 from collectives.model.cost_model import best
 from collectives.model.profile import load
 from collectives.runtime import traffic
@@ -216,10 +215,7 @@ def main(argv=None) -> int:
               f"{args.profile or 'measured first'}, median of {args.repeats}")
         print(table(records), flush=True)
         if args.json:
-            with open(args.json, "w") as f:
-                json.dump({"environment": env, "records": records, "profile": prof.to_dict(), "peak_flops": peak,
-                           "options": {k: v for k, v in vars(args).items() if k not in ("json", "plot")}}, f,
-                          indent=1)
+            write_record(args.json, env, records, args, profile=prof.to_dict(), peak_flops=peak)
         if args.plot:
             plot(records, args.plot)
     return 0
