@@ -33,7 +33,8 @@ def test_the_halo_exchange_and_its_adjoint_are_adjoint(dtype, tol, kernel, paddi
     comm = world()
     for rows, cols in _grids():
         grid = SpatialGrid(comm, rows, cols)
-        g = [axis_geometry(11, rows, kernel, 1, padding)[grid.row], axis_geometry(9, cols, kernel, 1, padding)[grid.col]]
+        g = [axis_geometry(11, rows, kernel, 1, padding)[grid.row],
+             axis_geometry(9, cols, kernel, 1, padding)[grid.col]]
         halo = HaloExchange(g, [2, 3], [grid.down, grid.across])
         rng = np.random.default_rng([7, comm.Get_rank()])
         x = rng.standard_normal((2, 3, g[0].owned[1] - g[0].owned[0], g[1].owned[1] - g[1].owned[0])).astype(dtype)
@@ -121,7 +122,7 @@ def test_pooling_is_the_serial_one_and_adjoint():
 
 @pytest.mark.parametrize("kernel", [3, 5])
 def test_halo_traffic_is_b_x_w_x_c_half_k_per_neighbour(kernel):
-    """Rows split: each neighbour gets B·C·(tile width)·⌊k/2⌋ elements each way; the edge ranks have one neighbour.
+    """Rows split: each neighbour gets B·C·(tile width)·⌊k/2⌋ elements each way; edge ranks have one neighbour.
     Rows and columns (2 x 2): the column messages also carry the ghost rows the row exchange brought."""
     comm = world()
     b, ch, h, w, half = 2, 3, 12, 10, kernel // 2

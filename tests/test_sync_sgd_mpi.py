@@ -37,7 +37,7 @@ def test_digits_reaches_95_percent_with_identical_parameters(tmp_path_factory):
         assert data["ranks"] == comm.Get_size() and data["algorithm"] == "auto"
         assert data["test_accuracy"] == summary["test_accuracy"] and data["samples_per_s"] > 0
         assert set(data["time_split"]) == {"compute", "communication", "waiting", "tensor_communication",
-                                           "pipeline_communication"}
+                                           "pipeline_communication", "halo_communication"}
         assert sum(data["time_split"].values()) == pytest.approx(1.0)
         with h5py.File(f"{d}/m.h5") as f:
             assert len(f["loss"]) == 8 * (1438 // 64) and f["step"][-1] == 8 * (1438 // 64)

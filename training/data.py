@@ -8,13 +8,13 @@ sorted read per epoch).  Features are float32, labels int64 in ``[0, classes)``.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 
 from collectives.algorithms.schedule import partition
 
-__all__ = ["Source", "digits", "synthetic", "hdf5", "open_source", "DataError"]
+__all__ = ["Source", "ImageSource", "digits", "synthetic", "shapes", "hdf5", "open_source", "DataError"]
 
 
 class DataError(ValueError):
@@ -49,6 +49,41 @@ class Source:
         back = np.empty_like(order)
         back[order] = np.arange(len(order))
         return np.ascontiguousarray(x[back], np.float32), np.asarray(y[back], np.int64)
+
+
+@dataclass
+class ImageSource(Source):
+    """A :class:`Source` of ``(N, C, H, W)`` images (``features`` is ``C``), read whole or as one tile of each."""
+
+    image: tuple[int, int] = (0, 0)
+
+    def tiled(self, rows: slice, cols: slice) -> "ImageSource":
+        """The same source, handing out only rows ``rows`` and columns ``cols`` of every image."""
+        read = self.read
+        return replace(self, read=lambda part, indices: _tile_of(read(part, indices), rows, cols))
+
+
+def _tile_of(xy, rows: slice, cols: slice):
+    x, y = xy
+    return np.ascontiguousarray(x[:, :, rows, cols]), y
+
+
+def shapes(samples: int, size: int, seed: int = 0, test_fraction: float = 0.2) -> ImageSource:
+    """``samples`` images of :mod:`training.shapes` (one channel, ``size`` square, 3 classes), drawn when read.
+
+    The last ``round(samples * test_fraction)`` indices are the test part, drawn from the test seeds.
+    """
+    from . import shapes as drawn
+
+    n_test = max(1, round(samples * test_fraction))
+    if samples - n_test < 1:
+        raise DataError(f"--samples {samples}: too few shapes for a training and a test part")
+
+    def read(part, indices):
+        return drawn.images(indices, size, seed, part=int(part == "test"))
+
+    return ImageSource(f"shapes {size}x{size}", samples - n_test, n_test, 1, len(drawn.CLASSES), read,
+                       image=(size, size))
 
 
 def _split(n: int, test_fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -193,10 +228,17 @@ def _scan_finite(x, name: str, share: tuple[int, int], block_bytes: int = 16 << 
 
 
 def open_source(spec: str, *, samples: int, features: int, classes: int, seed: int,
-                share: tuple[int, int] = (0, 1)) -> Source:
-    """``"digits"``, ``"synthetic"`` (with the given sizes) or a path to an ``.h5`` file (see :func:`hdf5`)."""
+                share: tuple[int, int] = (0, 1), image_size: int = 64) -> Source:
+    """``"digits"``, ``"synthetic"`` (with the given sizes), ``"shapes"`` (``samples`` images of ``image_size``)
+    or a path to an ``.h5`` file (see :func:`hdf5`)."""
     if spec == "digits":
         return digits(seed=seed)
+    if spec == "shapes":
+        from .shapes import MAX_SIZE, MIN_SIZE
+
+        if not MIN_SIZE <= image_size <= MAX_SIZE:
+            raise DataError(f"--image-size {image_size}: shapes are drawn from {MIN_SIZE} to {MAX_SIZE} pixels")
+        return shapes(samples, image_size, seed)
     if spec == "synthetic":
         return synthetic(samples, features, classes, seed)
     return hdf5(spec, seed=seed, share=share)

@@ -13,10 +13,12 @@ import collectives
 from collectives import cli
 
 from .data import Source, open_source
+from .model import CNN_CHANNELS
+from .parallel.halo import axis_geometry
 from .parallel.pipeline import stage_bounds
 from .parallel.tensor import split_widths
 
-__all__ = ["PROG", "parser", "validate"]
+__all__ = ["PROG", "parser", "validate", "spatial_grid"]
 
 PROG = "training.sync_sgd"
 
@@ -27,12 +29,17 @@ def parser(doc: str) -> cli.ArgumentParser:
     ap = cli.ArgumentParser(prog=f"python -m {PROG}", description=doc.split("\n\n")[0],
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc.split("\n\n", 1)[1])
     d = ap.add_argument_group("data")
-    d.add_argument("--data", default="digits", help="digits (default), synthetic, or PATH.h5 with X and y")
-    d.add_argument("--samples", type=cli.positive_int, default=60000, help="synthetic: samples")
+    d.add_argument("--data", default="digits",
+                   help="digits (default), synthetic, shapes (images, for --model cnn), or PATH.h5 with X and y")
+    d.add_argument("--samples", type=cli.positive_int, help="synthetic: samples (default 60000); shapes: 3000")
+    d.add_argument("--image-size", type=cli.positive_int, default=64, help="shapes: image side, 32..1024 (default 64)")
     d.add_argument("--features", type=cli.positive_int, default=256, help="synthetic: features")
     d.add_argument("--classes", type=cli.positive_int, default=10, help="synthetic: classes")
     m = ap.add_argument_group("model and optimiser")
-    m.add_argument("--hidden", default="128", help="hidden widths, comma-separated (default 128)")
+    m.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
+                   help="mlp (default) or cnn: 3x3 convolutions, ReLU, global average pooling, a linear classifier")
+    m.add_argument("--hidden", help="hidden widths, comma-separated: the MLP's (default 128) or the CNN's "
+                                    "convolution channels (default 16,16,32)")
     m.add_argument("--act", default="relu", help="hidden activation: relu, tanh, sigmoid, identity")
     m.add_argument("--epochs", type=cli.positive_int, default=20)
     m.add_argument("--batch", type=cli.positive_int, default=64, help="global batch (split over the ranks)")
@@ -65,6 +72,8 @@ def parser(doc: str) -> cli.ArgumentParser:
                    help="the pipeline's order of forwards and backwards (default 1f1b)")
     c.add_argument("--stage-layers", metavar="N,N,...",
                    help="layers per pipeline stage (default: balanced by FLOPs, see docs/training.md)")
+    c.add_argument("--spatial", default="1x1", metavar="RxC",
+                   help="cut every image into R x C tiles over R*C ranks (spatial parallelism, --model cnn)")
     c.add_argument("--check", action="store_true",
                    help="compare parameter checksums across ranks every step (replicas on every axis)")
     o = ap.add_argument_group("checkpoints and output")
@@ -93,11 +102,24 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     if args.act not in ACTIVATIONS:
         raise ValueError(f"--act {args.act!r}: use one of {', '.join(ACTIVATIONS)}")
     t, s, m = args.tensor_parallel, args.pipeline_stages, args.micro_batches
-    if p % (t * s):
-        cut = {"--tensor-parallel": t, "--pipeline-stages": s}
+    args.spatial = spatial_grid(args.spatial)
+    rows, cols = args.spatial
+    if args.model == "cnn" and (t > 1 or s > 1 or m > 1):
+        raise ValueError("--model cnn composes with data and spatial parallelism only, not yet with "
+                         "--tensor-parallel, --pipeline-stages or --micro-batches")
+    if args.model == "mlp" and rows * cols > 1:
+        raise ValueError(f"--spatial {rows}x{cols} cuts images: it needs --model cnn")
+    if (args.model == "cnn") != (args.data == "shapes"):
+        raise ValueError("--model cnn trains on --data shapes, and --data shapes needs --model cnn")
+    if args.overlap and rows * cols > 1:
+        raise ValueError("--overlap is not built for spatial parallelism yet")
+    if p % (t * s * rows * cols):
+        cut = {"--tensor-parallel": t, "--pipeline-stages": s, "--spatial": rows * cols}
         named = " x ".join(f"{k} {v}" for k, v in cut.items() if v > 1)
-        raise ValueError(f"{named}{f' = {t * s}' if t > 1 and s > 1 else ''} does not divide the {p} ranks")
-    d = p // (t * s)
+        prod = t * s * rows * cols
+        raise ValueError(f"{named}{f' = {prod}' if sum(v > 1 for v in cut.values()) > 1 else ''} does not divide "
+                         f"the {p} ranks")
+    d = p // (t * s * rows * cols)
     if args.batch < d * m:
         raise ValueError(f"--batch {args.batch} is smaller than the {d} data-parallel ranks"
                          + (f" x {m} micro-batches: every micro-batch" if m > 1 else ": every one")
@@ -113,6 +135,10 @@ def validate(args, comm) -> tuple[Source, list[int]]:
         raise ValueError("--nesterov needs --momentum > 0")
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
         raise ValueError("--resume and --checkpoint-every need --checkpoint PATH.h5")
+    if args.hidden is None:
+        args.hidden = "128" if args.model == "mlp" else ",".join(map(str, CNN_CHANNELS))
+    if args.samples is None:
+        args.samples = 3000 if args.data == "shapes" else 60000
     try:
         hidden = [int(h) for h in args.hidden.split(",") if h.strip()]
     except ValueError:
@@ -120,10 +146,15 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     if hidden and min(hidden) < 1:
         raise ValueError(f"--hidden {args.hidden!r}: every width must be at least 1")
     source = open_source(args.data, samples=args.samples, features=args.features, classes=args.classes,
-                         seed=args.seed, share=(comm.Get_rank(), p))
+                         seed=args.seed, share=(comm.Get_rank(), p), image_size=args.image_size)
     if args.batch > source.n_train:
         raise ValueError(f"--batch {args.batch} is larger than the {source.n_train} training samples")
     sizes = [source.features, *hidden, source.classes]
+    if args.model == "cnn":
+        if not hidden:
+            raise ValueError("--model cnn needs at least one convolution (--hidden)")
+        axis_geometry(source.image[0], rows, 3, 1, 1), axis_geometry(source.image[1], cols, 3, 1, 1)
+        return source, sizes
     cut = split_widths(sizes, args.tensor_scheme)
     if t > 1 and not cut:
         raise ValueError(f"--tensor-parallel {t}: the {args.tensor_scheme} scheme cuts no layer of a model "
@@ -133,3 +164,16 @@ def validate(args, comm) -> tuple[Source, list[int]]:
                          f"{args.tensor_scheme} scheme): every rank needs at least one")
     stage_bounds(sizes, s, args.tensor_scheme, args.stage_layers)
     return source, sizes
+
+
+def spatial_grid(text) -> tuple[int, int]:
+    """``"RxC"`` (or an already parsed pair) → ``(R, C)``; ValueError unless both are integers >= 1."""
+    if isinstance(text, tuple):
+        return text
+    try:
+        rows, cols = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"--spatial {text!r}: ROWSxCOLS, e.g. 2x2") from None
+    if rows < 1 or cols < 1:
+        raise ValueError(f"--spatial {text}: rows and columns of tiles, each at least 1")
+    return rows, cols

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-__all__ = ["CLASSES", "MIN_SIZE", "MAX_SIZE", "generate", "tile", "read_tile", "write_h5"]
+__all__ = ["CLASSES", "MIN_SIZE", "MAX_SIZE", "generate", "images", "tile", "read_tile", "write_h5"]
 
 CLASSES = ("circle", "square", "triangle")
 MIN_SIZE, MAX_SIZE = 32, 1024
@@ -105,6 +105,20 @@ def generate(n: int, size: int, seed: int = 0, channels: int = 1, dtype=np.float
     """
     _check(n, size, channels)
     return _draw(0, n, size, seed, 0, channels, dtype)
+
+
+def images(indices, size: int, seed: int = 0, part: int = 0, channels: int = 1, dtype=np.float32) -> tuple:
+    """Images ``indices`` of ``part`` (0 trains, 1 tests) and their labels, as :func:`generate` draws them.
+
+    ``images(range(n), size, seed)`` is ``generate(n, size, seed)``; any subset is drawn without the rest.
+    """
+    indices = np.asarray(indices, np.int64)
+    _check(len(indices), size, channels)
+    y = np.array([_label(seed, part, int(i)) for i in indices], np.int64)
+    x = np.empty((len(indices), channels, size, size), dtype)
+    for k, i in enumerate(indices):
+        x[k] = _image(seed, part, int(i), int(y[k]), size, channels)
+    return x, y
 
 
 def tile(images, rows: slice, cols: slice) -> np.ndarray:

@@ -14,11 +14,14 @@ update, so the replicas stay bitwise identical.
     mpiexec -n 2 python -m mpi4py -m training.sync_sgd --data train.h5 --checkpoint ck.h5 --resume
     mpiexec -n 4 python -m mpi4py -m training.sync_sgd --tensor-parallel 2 --epochs 4
     mpiexec -n 2 python -m mpi4py -m training.sync_sgd --pipeline-stages 2 --micro-batches 4 --trace step.json
+    mpiexec -n 4 python -m mpi4py -m training.sync_sgd --model cnn --data shapes --spatial 2x2
 
 With ``--tensor-parallel T`` each replica's layers are cut over T ranks;
 with ``--pipeline-stages S`` they are placed on S consecutive stages and
 each step runs ``--micro-batches M`` through the ``--schedule`` (GPipe or
-1F1B); the gradients are all-reduced over the P/(S*T) data-parallel ranks.
+1F1B); with ``--model cnn --spatial RxC`` every image is cut into tiles
+over R*C ranks.  The gradients are all-reduced over the data-parallel ranks
+that remain.
 
 The time split printed per epoch: *compute* (forward, backward, update),
 *communication* (the all-reduce calls) and *waiting* (the part of the
@@ -59,6 +62,7 @@ from .options import PROG
 from .parallel import trace
 from .parallel.build import describe, model_on_grid
 from .parallel.pipeline import Pipeline
+from .parallel.spatial import tiled_range
 from .parallel.tensor import replicated
 from .parallel.whole import from_whole, to_whole, whole_size
 from .sampler import GlobalBatchSampler
@@ -80,16 +84,18 @@ def _accuracy(model: Sequential, source, comm) -> float:
 
 
 def _model_seconds(model) -> np.ndarray:
-    """Seconds so far in the tensor-parallel layers' collectives, and in the pipeline's messages."""
+    """Seconds so far in the tensor-parallel layers' collectives, in the pipeline's messages and in the halos."""
     return np.array([sum(getattr(layer, "comm_seconds", 0.0) for layer in model.layers),
-                     getattr(model, "pipe_seconds", 0.0)])
+                     getattr(model, "pipe_seconds", 0.0),
+                     sum(layer.halo.seconds for layer in model.layers if hasattr(layer, "halo"))])
 
 
 def _check_replicas(model: Sequential, grid, world, step: int) -> None:
     """Exit 1 on every rank unless the data axis's replicas agree, and the tensor axis's replicated parameters."""
     rep = replicated(model)
     axes = [name for name, comm, a in (("data", grid.data, model.params),
-                                       ("tensor", grid.tensor, np.concatenate([r.ravel() for r in rep] or [[]])))
+                                       ("tensor", grid.tensor, np.concatenate([r.ravel() for r in rep] or [[]])),
+                                       ("spatial", grid.spatial, model.params))
             if len(set(comm.allgather(_checksum(a)))) != 1]
     cli.agree_or_exit(world, f"step {step}: parameters differ across the ranks of the {' and '.join(axes)} axis"
                       if axes else None, PROG, code=1)
@@ -153,9 +159,13 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             error = str(e)
         cli.agree_or_exit(world, error, PROG)
     library_comm(world)  # threads per rank, before the first kernel
-    grid, model = model_on_grid(args, sizes, world)
+    grid, model, tiles = model_on_grid(args, sizes, world, getattr(source, "image", None))
     data = grid.data  # the gradients' all-reduce; the tensor and pipeline axes' ranks hold one replica's pieces
     piped = isinstance(model, Pipeline)
+    if tiles is not None:  # each rank reads and trains on its tile of every image
+        source = source.tiled(*tiles.tile(*source.image))
+        lo, hi = tiled_range(model)
+        shares = model.grads[lo:hi]  # the convolutions' per-tile shares, summed over the spatial axis
     opt = SGD(model.params, args.momentum, args.weight_decay, args.nesterov)
     sampler = GlobalBatchSampler(source.n_train, args.batch, data.Get_size(), data.Get_rank(), args.seed)
     buckets = Buckets(model.params.size, model.params.itemsize, args.bucket_mb * (1 << 20))
@@ -166,7 +176,9 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     start_epoch, start_step = _resume(args, world, config, model, opt, steps, grid) if args.resume else (0, 0)
     if rank == 0 and not args.quiet:
         print(f"# sync_sgd: P={p}, data {source.name} ({source.n_train} train, {source.n_test} test), "
-              f"MLP {sizes} {args.act}, global batch {args.batch} ({sampler.per_rank}/rank), "
+              + (f"MLP {sizes} {args.act}" if args.model == "mlp" else
+                 f"CNN {sizes[0]} -> conv {sizes[1:-1]} -> {sizes[-1]} on {source.image[0]}x{source.image[1]}")
+              + f", global batch {args.batch} ({sampler.per_rank}/rank), "
               + describe(args, data) +
               f"allreduce {args.allreduce}, {len(buckets.ranges)} bucket(s), threads {threads.current()}",
               flush=True)
@@ -179,7 +191,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
     totals = np.zeros(3)
     trained = 0
     hidden_sum = 0.0
-    axes_total = np.zeros(2)  # tensor, pipeline
+    axes_total = np.zeros(3)  # tensor, pipeline, spatial
     last_step = args.epochs * steps
     reference = 0.0
     for epoch in range(start_epoch, args.epochs):
@@ -188,7 +200,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         xs, ys = source.train_rows(idx.ravel())  # this rank's rows only, one read per epoch
         b = sampler.per_rank
         n_steps = len(idx)
-        compute, comm_t, axes_t = np.zeros(n_steps), np.zeros(n_steps), np.zeros((n_steps, 2))
+        compute, comm_t, axes_t = np.zeros(n_steps), np.zeros(n_steps), np.zeros((n_steps, 3))
         loss_sum = 0.0
         span_sum = exposed_sum = 0.0
         t_epoch = time.perf_counter()
@@ -210,6 +222,8 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
             else:
                 loss = model.loss_and_grad(x, y, scale)
                 t1 = time.perf_counter()
+                if tiles is not None:
+                    collectives.allreduce(shares, shares, op="sum", algorithm=args.allreduce, comm=grid.spatial)
                 for view in bucket_views:
                     collectives.allreduce(view, view, op="sum", algorithm=args.allreduce, comm=data)
                 inside = 0.0
@@ -252,7 +266,8 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         rec = {"epoch": epoch + 1, "loss": loss_mean, "test_accuracy": acc, "hidden": hidden,
                "samples_per_s": n_steps * args.batch / max(world.allreduce(wall, op=MPI.MAX), 1e-12),
                "compute": split[0] / busy, "communication": split[1] / busy, "waiting": split[2] / busy,
-               "tensor_communication": axes_s[0] / busy, "pipeline_communication": axes_s[1] / busy}
+               "tensor_communication": axes_s[0] / busy, "pipeline_communication": axes_s[1] / busy,
+               "halo_communication": axes_s[2] / busy}
         epochs_out.append(rec)
         if rank == 0 and not args.quiet:
             print(f"epoch {epoch + 1:>3}/{args.epochs}  loss {loss_mean:.4f}  test acc {acc:6.2%}  "
@@ -260,6 +275,7 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
                   f"comm {rec['communication']:4.0%}  wait {rec['waiting']:4.0%}"
                   + (f"  tensor comm {rec['tensor_communication']:4.0%}" if args.tensor_parallel > 1 else "")
                   + (f"  pipe {rec['pipeline_communication']:4.0%}" if piped else "")
+                  + (f"  halo {rec['halo_communication']:4.0%}" if tiles is not None else "")
                   + (f"  hidden {hidden:4.0%}" if args.overlap else ""), flush=True)
     if args.checkpoint and saved_step != global_step:  # the final state, whatever --checkpoint-every
         _save(args, world, grid, model, opt, config, global_step, args.epochs, 0)
@@ -271,10 +287,12 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
         "test_accuracy": _accuracy(model, source, data),
         "tensor_parallel": args.tensor_parallel, "tensor_scheme": args.tensor_scheme,
         "pipeline_stages": args.pipeline_stages, "micro_batches": args.micro_batches, "schedule": args.schedule,
+        "model_kind": args.model, "spatial": list(args.spatial),
         "final_loss": epochs_out[-1]["loss"] if epochs_out else None,
         "samples_per_s": trained / max(total_wall, 1e-12), "wall_s": total_wall,
         "time_split": {"compute": totals[0] / busy, "communication": totals[1] / busy, "waiting": totals[2] / busy,
-                       "tensor_communication": axes_total[0] / busy, "pipeline_communication": axes_total[1] / busy},
+                       "tensor_communication": axes_total[0] / busy, "pipeline_communication": axes_total[1] / busy,
+                       "halo_communication": axes_total[2] / busy},
         "buckets": len(buckets.ranges), "threads": threads.current(), "overlap": args.overlap,
         "hidden_fraction": hidden_sum / max(len(epochs_out), 1) if args.overlap else 0.0,
         "param_checksum": _checksum(model.params), "epochs_log": epochs_out,
@@ -293,12 +311,15 @@ def run(argv=None, comm=None) -> tuple[dict, Sequential]:
                   f"wait {t['waiting']:.0%}"
                   + (f", tensor comm {t['tensor_communication']:.0%}" if args.tensor_parallel > 1 else "")
                   + (f", pipe {t['pipeline_communication']:.0%}" if piped else "")
+                  + (f", halo {t['halo_communication']:.0%}" if tiles is not None else "")
                   + f"; params sha1 {summary['param_checksum'][:12]}", flush=True)
         if args.json:
             with open(args.json, "w") as f:
                 json.dump(summary, f, indent=1)
         if args.metrics:
             _write_metrics(args.metrics, rows, config)
+    if tiles is not None:
+        tiles.free()
     grid.free()  # and with it the library's duplicates of its communicators
     world.Barrier()
     return summary, model
