@@ -16,9 +16,10 @@ from .data import Source, open_source
 from .model import CNN_CHANNELS
 from .parallel.halo import axis_geometry
 from .parallel.pipeline import stage_bounds
+from .parallel.spatial import grid_shape
 from .parallel.tensor import split_widths
 
-__all__ = ["PROG", "parser", "validate", "spatial_grid"]
+__all__ = ["PROG", "parser", "validate"]
 
 PROG = "training.sync_sgd"
 
@@ -102,7 +103,7 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     if args.act not in ACTIVATIONS:
         raise ValueError(f"--act {args.act!r}: use one of {', '.join(ACTIVATIONS)}")
     t, s, m = args.tensor_parallel, args.pipeline_stages, args.micro_batches
-    args.spatial = spatial_grid(args.spatial)
+    args.spatial = grid_shape(args.spatial, "--spatial")
     rows, cols = args.spatial
     if args.model == "cnn" and (t > 1 or s > 1 or m > 1):
         raise ValueError("--model cnn composes with data and spatial parallelism only, not yet with "
@@ -165,15 +166,3 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     stage_bounds(sizes, s, args.tensor_scheme, args.stage_layers)
     return source, sizes
 
-
-def spatial_grid(text) -> tuple[int, int]:
-    """``"RxC"`` (or an already parsed pair) → ``(R, C)``; ValueError unless both are integers >= 1."""
-    if isinstance(text, tuple):
-        return text
-    try:
-        rows, cols = (int(v) for v in str(text).lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--spatial {text!r}: ROWSxCOLS, e.g. 2x2") from None
-    if rows < 1 or cols < 1:
-        raise ValueError(f"--spatial {text}: rows and columns of tiles, each at least 1")
-    return rows, cols

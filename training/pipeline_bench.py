@@ -37,11 +37,10 @@ from mpi4py import MPI
 
 from collectives import cli
 from collectives.algorithms.schedule import partition
-from collectives.alphabeta import command
-from collectives.alphabeta.measure import measure as alphabeta_measure
+from collectives.alphabeta.command import profile_for
 from collectives.bench import environment, write_record
 from collectives.model.profile import load
-from collectives.runtime.communicator import library_comm, unchecked
+from collectives.runtime.communicator import library_comm
 
 from .parallel import trace
 from .parallel.grid import Layout, ProcessGrid
@@ -166,12 +165,7 @@ def main(argv=None) -> int:
     library_comm(comm)
     s = comm.Get_size()
     act_bytes = 4 * args.width * -(-args.batch // min(args.micro_batches))  # the largest message, float32
-    if args.profile:
-        prof = load(args.profile)
-    else:
-        with unchecked():
-            prof, _, _ = alphabeta_measure(comm, command.parse_args(
-                ["--max-bytes", str(act_bytes), "--no-pairs", "--budget", "0.05", "--passes", "3", "--quiet"]))
+    prof = profile_for(comm, args.profile, act_bytes)
     link = prof.link(inter=False)
     g = np.random.default_rng(0)
     data = (g.standard_normal((args.batch, 64)).astype(np.float32), g.integers(0, 10, args.batch))

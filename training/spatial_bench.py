@@ -38,8 +38,7 @@ from mpi4py import MPI
 
 import collectives
 from collectives import cli, plots
-from collectives.alphabeta import command
-from collectives.alphabeta.measure import measure as alphabeta_measure
+from collectives.alphabeta.command import profile_for
 from collectives.bench import environment, write_record
 from collectives.model.cost_model import best
 from collectives.model.profile import load
@@ -48,7 +47,7 @@ from collectives.runtime.communicator import library_comm, unchecked
 
 from .layers import Conv2d, Sequential
 from .parallel.halo import axis_geometry
-from .parallel.spatial import SpatialConv2d, SpatialGrid
+from .parallel.spatial import SpatialConv2d, SpatialGrid, grid_shape
 from .roofline import gemm_peak
 
 PROG = "training.spatial_bench"
@@ -72,11 +71,8 @@ def parser() -> cli.ArgumentParser:
 def _grid(text: str | None, p: int) -> tuple[int, int]:
     if text is None:
         return p, 1
-    try:
-        rows, cols = (int(v) for v in text.lower().split("x"))
-    except ValueError:
-        raise ValueError(f"--grid {text!r}: ROWSxCOLS, e.g. 2x2") from None
-    if rows < 1 or cols < 1 or rows * cols != p:
+    rows, cols = grid_shape(text, "--grid")
+    if rows * cols != p:
         raise ValueError(f"--grid {text}: {rows} x {cols} tiles need {rows * cols} ranks, not {p}")
     return rows, cols
 
@@ -201,8 +197,7 @@ def main(argv=None) -> int:
     library_comm(comm)
     largest = 4 * args.batch * args.channels * (max(args.sizes) + 2)
     with unchecked():
-        prof = load(args.profile) if args.profile else alphabeta_measure(comm, command.parse_args(
-            ["--max-bytes", str(largest), "--no-pairs", "--budget", "0.05", "--passes", "3", "--quiet"]))[0]
+        prof = profile_for(comm, args.profile, largest)
         peak = comm.bcast(gemm_peak(1024, 0.5)["GFLOPs"] * 1e9 if comm.Get_rank() == 0 else None)
         grid = SpatialGrid(comm, *shape)
         link = prof.link(inter=False, exchange=True)  # each exchange sends and receives at once

@@ -71,6 +71,19 @@ def parse_args(argv=None) -> argparse.Namespace:
     return args
 
 
+def profile_for(comm: MPI.Comm, path: str | None, max_bytes: int):
+    """The profile at ``path``, or a quick one measured now on ``comm`` up to ``max_bytes`` (collective).
+
+    Quick: three passes, 0.05 s of timing a size, no pairwise matrix; what the
+    training benches predict from when no ``--profile`` is given.
+    """
+    if path:
+        return load(path)
+    with unchecked():
+        return measure(comm, parse_args(["--max-bytes", str(max_bytes), "--no-pairs", "--budget", "0.05",
+                                         "--passes", "3", "--quiet"]))[0]
+
+
 def _check_outputs(comm: MPI.Comm, args) -> None:
     """Every output writable (``--save``'s directory created) and matplotlib there for ``--plot``, before the work."""
     from .. import plots

@@ -51,8 +51,11 @@ class GlobalAvgPool(Layer):
         self.shape = x.shape
         return x.mean(axis=(2, 3))
 
+    def pixels(self) -> int:
+        """Pixels each mean is over: the last input's planes."""
+        return self.shape[2] * self.shape[3]
+
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         if not need_input_grad:
             return None
-        n, c, h, w = self.shape
-        return np.ascontiguousarray(np.broadcast_to((dy / (h * w))[:, :, None, None], self.shape))
+        return np.ascontiguousarray(np.broadcast_to((dy / self.pixels())[:, :, None, None], self.shape))

@@ -26,7 +26,18 @@ from ..kernels import conv2d, conv2d_backward
 from ..layers import Conv2d, GlobalAvgPool
 from .halo import HaloExchange, axis_geometry
 
-__all__ = ["SpatialGrid", "SpatialConv2d", "SpatialGlobalAvgPool", "spatial_cnn", "tiled_range"]
+__all__ = ["SpatialGrid", "SpatialConv2d", "SpatialGlobalAvgPool", "spatial_cnn", "tiled_range", "grid_shape"]
+
+
+def grid_shape(text: str, option: str) -> tuple[int, int]:
+    """``"RxC"`` → ``(R, C)``; ValueError naming ``option`` unless both are integers of at least 1."""
+    try:
+        rows, cols = (int(v) for v in str(text).lower().split("x"))
+    except ValueError:
+        raise ValueError(f"{option} {text!r}: ROWSxCOLS, e.g. 2x2") from None
+    if rows < 1 or cols < 1:
+        raise ValueError(f"{option} {text}: rows and columns of tiles, each at least 1")
+    return rows, cols
 
 
 class SpatialGrid:
@@ -116,18 +127,17 @@ class SpatialGlobalAvgPool(GlobalAvgPool):
     """``(N, C, h, w)`` tiles → ``(N, C)`` means over the whole ``image``: tile sums all-reduced over the grid."""
 
     def __init__(self, image, grid: SpatialGrid, algorithm: str = "auto"):
-        self.pixels, self.grid, self.algorithm = image[0] * image[1], grid, algorithm
+        self.image, self.grid, self.algorithm = tuple(image), grid, algorithm
+
+    def pixels(self) -> int:
+        """The whole image's pixels, not the tile's (the serial layer's backward does the rest)."""
+        return self.image[0] * self.image[1]
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.shape = x.shape
         sums = np.ascontiguousarray(x.sum(axis=(2, 3)))
         collectives.allreduce(sums, sums, algorithm=self.algorithm, comm=self.grid.comm)
-        return sums / self.pixels
-
-    def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
-        if not need_input_grad:
-            return None
-        return np.ascontiguousarray(np.broadcast_to((dy / self.pixels)[:, :, None, None], self.shape))
+        return sums / self.pixels()
 
 
 def spatial_cnn(in_channels: int, classes: int, image, grid: SpatialGrid, channels=None, kernel: int = 3,
