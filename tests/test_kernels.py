@@ -25,6 +25,7 @@ from training.kernels import (
     softmax_cross_entropy,
     unflatten,
 )
+from training.kernels.conv2d import output_shape
 
 SHAPES = [(1, 1), (3, 7), (65, 33), (130, 5)]
 TOL = {np.float32: dict(rtol=2e-5, atol=2e-6), np.float64: dict(rtol=1e-12, atol=1e-13)}
@@ -309,10 +310,18 @@ def test_flatten_refuses_mismatches():
 # ---------------------------------------------------------------- convolution
 
 
-def _conv64(x, w, b, pad):
+def _conv64(x, w, b, pad, stride=1):
     xp = np.pad(x.astype(np.float64), ((0, 0), (0, 0), (pad, pad), (pad, pad)))
-    win = sliding_window_view(xp, w.shape[2:], axis=(2, 3))
+    win = sliding_window_view(xp, w.shape[2:], axis=(2, 3))[:, :, ::stride, ::stride]
     return np.einsum("nchwrs,kcrs->nkhw", win, w.astype(np.float64)) + b.astype(np.float64)[None, :, None, None], win
+
+
+def _dilated(dout, x, w, pad, stride):
+    """``dout`` of a strided convolution spread onto the stride-1 output grid, zeros between."""
+    full = _conv64(x, w, np.zeros(w.shape[0]), pad)[0].shape
+    d = np.zeros(full)
+    d[:, :, ::stride, ::stride] = dout
+    return d
 
 
 def _conv_backward64(dout, x, w, pad):
@@ -339,34 +348,38 @@ CONV_CASES = [
 
 @pytest.mark.parametrize("xs,ws,pad", CONV_CASES)
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_conv2d_forward_and_backward_match_float64(xs, ws, pad, dtype, variant):
+@pytest.mark.parametrize("stride", [1, 2, 3])
+def test_conv2d_forward_and_backward_match_float64(xs, ws, pad, dtype, stride, variant):
+    """Against einsum in float64; a stride above 1 against the stride-1 output subsampled (its gradient dilated)."""
     rng = np.random.default_rng(sum(xs) * 7 + sum(ws))
     x = _rand(rng, xs, dtype)
     w = _rand(rng, (ws[0], xs[1], ws[1], ws[2]), dtype)
     b = _rand(rng, ws[0], dtype)
-    out = conv2d(x, w, b, pad)
-    want, _ = _conv64(x, w, b, pad)
+    out = conv2d(x, w, b, pad, stride=stride)
+    want, _ = _conv64(x, w, b, pad, stride)
     assert out.shape == want.shape and out.dtype == dtype
+    assert out.shape == output_shape(x.shape, w.shape, pad, stride)
     tol = dict(rtol=1e-4, atol=1e-4) if dtype == np.float32 else dict(rtol=1e-11, atol=1e-11)
     np.testing.assert_allclose(out, want, **tol)
     dout = _rand(rng, out.shape, dtype)
-    dx, dw, db = conv2d_backward(dout, x, w, pad)
-    wdx, wdw, wdb = _conv_backward64(dout, x, w, pad)
+    dx, dw, db = conv2d_backward(dout, x, w, pad, stride=stride)
+    wdx, wdw, wdb = _conv_backward64(_dilated(dout, x, w, pad, stride), x, w, pad)
     np.testing.assert_allclose(dx, wdx, **tol)
     np.testing.assert_allclose(dw, wdw, **tol)
     np.testing.assert_allclose(db, wdb, **tol)
-    assert conv2d_backward(dout, x, w, pad, need_input_grad=False)[0] is None
+    assert conv2d_backward(dout, x, w, pad, need_input_grad=False, stride=stride)[0] is None
 
 
-def test_conv2d_gradients_match_finite_differences():
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv2d_gradients_match_finite_differences(stride):
     rng = np.random.default_rng(11)
     x, w, b = rng.standard_normal((2, 2, 5, 4)), rng.standard_normal((3, 2, 3, 3)), rng.standard_normal(3)
-    r = rng.standard_normal((2, 3, 5, 4))
+    r = rng.standard_normal(output_shape(x.shape, w.shape, 1, stride))
 
     def loss(x_, w_, b_):
-        return float(np.sum(conv2d(x_, w_, b_) * r))
+        return float(np.sum(conv2d(x_, w_, b_, stride=stride) * r))
 
-    dx, dw, db = conv2d_backward(r, x, w)
+    dx, dw, db = conv2d_backward(r, x, w, stride=stride)
     h = 1e-6
     for grad, arr, pos in ((dx, x, 0), (dw, w, 1), (db, b, 2)):
         for idx in list(np.ndindex(arr.shape))[:: max(1, arr.size // 12)]:
@@ -390,3 +403,8 @@ def test_conv2d_refuses_bad_shapes():
         conv2d(x, np.zeros((3, 2, 3, 3)))
     with pytest.raises(ValueError, match="dout must have shape"):
         conv2d_backward(np.zeros((1, 3, 4, 4), np.float32), x, np.zeros((3, 2, 3, 3), np.float32))
+    with pytest.raises(ValueError, match="dout must have shape"):
+        conv2d_backward(np.zeros((1, 3, 5, 5), np.float32), x, np.zeros((3, 2, 3, 3), np.float32), stride=2)
+    for stride in (0, 1.5):
+        with pytest.raises(ValueError, match="stride must be an integer of at least 1"):
+            conv2d(x, np.zeros((3, 2, 3, 3), np.float32), stride=stride)

@@ -75,8 +75,8 @@ def test_every_degree_of_seed_starts_alike():
 
 def test_a_small_cnn_matches_finite_differences():
     rng = np.random.default_rng(0)
-    model = Sequential([Conv2d(2, 3, 3), GlobalAvgPool(), Linear(3, 4, "tanh"), Linear(4, 3)], seed=2,
-                       dtype=np.float64)
+    model = Sequential([Conv2d(2, 3, 3), Conv2d(3, 3, 3, stride=2), GlobalAvgPool(), Linear(3, 4, "tanh"),
+                        Linear(4, 3)], seed=2, dtype=np.float64)
     model.params[...] += 0.1 * rng.standard_normal(model.params.size)
     x, y = rng.standard_normal((3, 2, 5, 6)), rng.integers(0, 3, 3)
     model.loss_and_grad(x, y, scale=1.0)
@@ -88,11 +88,28 @@ def test_a_small_cnn_matches_finite_differences():
     assert_finite_differences(model.params, analytic, total_loss, range(model.params.size))
 
 
+def test_the_cnn_halves_the_image_after_its_first_convolution():
+    from training.model import CNN_CHANNELS, cnn, cnn_strides
+
+    assert cnn_strides(1) == [1] and cnn_strides(4) == [1, 2, 2, 2]
+    model = cnn(1, 3, seed=0)
+    convs = [layer for layer in model.layers if isinstance(layer, Conv2d)]
+    assert [c.k for c in convs] == list(CNN_CHANNELS) == [16, 32, 32, 64] and [c.stride for c in convs] == [1, 2, 2, 2]
+    x = np.zeros((2, 1, 64, 64), np.float32)
+    sides = []
+    for layer in model.layers[:-2]:
+        x = layer.forward(x)
+        sides.append(x.shape[2:])
+    assert sides[::2] == [(64, 64), (32, 32), (16, 16), (8, 8)]  # after each convolution
+    assert model.logits(np.zeros((2, 1, 33, 33), np.float32)).shape == (2, 3)
+
+
 @pytest.mark.parametrize("make, says", [
     (lambda: Linear(0, 3), "at least one input"),
     (lambda: Linear(3, 2, "gelu"), "unknown activation"),
     (lambda: Linear(3, 2, init="lecun"), "unknown initialisation"),
     (lambda: Conv2d(2, 0), "at least 1"),
+    (lambda: Conv2d(2, 2, 3, stride=0), "stride must be at least 1"),
     (lambda: mlp([4]), "at least input and output"),
 ])
 def test_bad_layers_are_refused(make, says):

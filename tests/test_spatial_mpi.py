@@ -46,30 +46,35 @@ def test_the_halo_exchange_and_its_adjoint_are_adjoint(dtype, tol, kernel, paddi
                           f"{rows}x{cols} k={kernel}: <Fx, y> = {left}, <x, F*y> = {right}")
 
 
-@pytest.mark.parametrize("image, kernel", [((11, 9), 3), ((11, 9), 5), ((7, 13), 3)])
-def test_the_tiled_convolution_is_the_serial_one(image, kernel):
-    """y, dX and dW (summed over the tiles) against Conv2d on the whole image, float64, odd and uneven tiles."""
+@pytest.mark.parametrize("image, kernel, stride", [((11, 9), 3, 1), ((11, 9), 5, 1), ((7, 13), 3, 1),
+                                                   ((11, 9), 3, 2), ((12, 10), 5, 2), ((16, 15), 3, 3)])
+def test_the_tiled_convolution_is_the_serial_one(image, kernel, stride):
+    """y, dX and dW (summed over the tiles) against Conv2d on the whole image, float64, odd and uneven tiles;
+    strided, each rank's output tile is its block of the output cut as the input is."""
     comm = world()
     rng = np.random.default_rng(3)
     x = rng.standard_normal((2, 3, *image))
-    dy = rng.standard_normal((2, 4, *image))
-    serial = Conv2d(3, 4, kernel)
+    serial = Conv2d(3, 4, kernel, stride)
     Sequential([serial], dtype=np.float64, seed=5)
     want_y = serial.forward(x)
+    dy = rng.standard_normal(want_y.shape)
     want_dx = serial.backward(dy.copy())
     for rows, cols in _grids():
         grid = SpatialGrid(comm, rows, cols)
-        layer = SpatialConv2d(3, 4, kernel, image, grid)
+        layer = SpatialConv2d(3, 4, kernel, image, grid, stride=stride)
         Sequential([layer], dtype=np.float64, seed=5)
         r, c = grid.tile(*image)
+        ro, co = grid.tile(*want_y.shape[2:])
+        assert layer.out_image == want_y.shape[2:]
         y = layer.forward(np.ascontiguousarray(x[:, :, r, c]))
-        dx = layer.backward(np.ascontiguousarray(dy[:, :, r, c]))
+        dx = layer.backward(np.ascontiguousarray(dy[:, :, ro, co]))
         dw, db = comm.allreduce(layer.grads[0]), comm.allreduce(layer.grads[1])
-        bad = [what for what, a, b in (("y", y, want_y[:, :, r, c]), ("dx", dx, want_dx[:, :, r, c]),
+        bad = [what for what, a, b in (("y", y, want_y[:, :, ro, co]), ("dx", dx, want_dx[:, :, r, c]),
                                        ("dW", dw, serial.grads[0]), ("db", db, serial.grads[1]))
                if not (a.shape == b.shape and np.allclose(a, b, rtol=1e-12, atol=1e-12))]
         grid.free()
-        collective_assert(comm, not bad, f"{rows}x{cols}, image {image}, kernel {kernel}: {bad} differ")
+        collective_assert(comm, not bad, f"{rows}x{cols}, image {image}, kernel {kernel}, stride {stride}: "
+                                         f"{bad} differ")
 
 
 def test_tiles_thinner_than_the_halo_still_convolve():

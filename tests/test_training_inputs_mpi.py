@@ -73,6 +73,15 @@ def _bad_data(case: str) -> tuple[dict, str]:
         return {"X": np.full((80, 4), b"ab"), "y": data["y"]}, "X must hold numbers"
     if case == "no features":
         return {"X": np.zeros((80, 0)), "y": data["y"]}, "X has no features"
+    if case == "X of 3 dimensions":
+        return {"X": np.zeros((80, 4, 4)), "y": data["y"]}, "X must be (n, features) or images (n, channels, height"
+    if case == "X_test of other images":
+        return {"X": np.zeros((80, 1, 8, 8)), "y": data["y"], "X_test": np.zeros((5, 1, 8, 9)),
+                "y_test": np.zeros(5, int)}, "X_test must have X's channels, height and width (1, 8, 8)"
+    if case == "NaN in an image":
+        images = np.zeros((80, 2, 5, 5))
+        images[41, 1, 4, 0] = np.nan
+        return {"X": images, "y": data["y"]}, "X row 41 holds NaN or inf"
     if case == "test lengths differ":
         return {**data, "X_test": np.zeros((5, 4)), "y_test": np.zeros(4, int)}, "y_test must be (5,)"
     if case == "X_test alone":
@@ -90,6 +99,7 @@ def _bad_data(case: str) -> tuple[dict, str]:
 
 
 @pytest.mark.parametrize("case", ["label of 10**9", "empty X", "X a group", "string X", "no features",
+                                  "X of 3 dimensions", "X_test of other images", "NaN in an image",
                                   "test lengths differ", "X_test alone", "NaN in the last rank's rows",
                                   "inf in X_test", "beyond float32"])
 def test_a_bad_data_file_exits_2_on_every_rank_when_it_is_opened(case, tmp_path_factory, capsys):
@@ -104,7 +114,8 @@ def test_a_bad_data_file_exits_2_on_every_rank_when_it_is_opened(case, tmp_path_
                 else:
                     f[name] = value
     comm.Barrier()
-    out = _exits_2_saying([*TINY, "--data", path], message, capsys)
+    images = datasets["X"] is not None and np.ndim(datasets["X"]) == 4  # a CNN's file: refused for its data alone
+    out = _exits_2_saying([*TINY, "--data", path, *(["--model", "cnn"] if images else [])], message, capsys)
     assert "epoch" not in out
 
 

@@ -109,6 +109,26 @@ def test_data_sources_and_their_errors(tmp_path):
         hdf5(str(tmp_path / "floaty.h5"))
 
 
+def test_an_hdf5_image_file_reads_whole_images_or_one_tile_of_each(tmp_path):
+    """X (n, C, H, W) gives an ImageSource; its tiled view reads X[indices, :, rows, cols], in the asked order."""
+    from training.data import ImageSource
+
+    images = np.arange(6 * 2 * 5 * 7, dtype=np.float64).reshape(6, 2, 5, 7)
+    with h5py.File(tmp_path / "images.h5", "w") as f:
+        f["X"], f["y"] = images, np.arange(6) % 3
+    h = hdf5(str(tmp_path / "images.h5"), test_fraction=0.5, seed=2)
+    assert isinstance(h, ImageSource) and (h.features, h.image, h.classes) == (2, (5, 7), 3)
+    whole = np.concatenate([h.train_rows(np.arange(h.n_train))[0], h.test_rows(np.arange(h.n_test))[0]])
+    assert sorted(map(float, whole[:, 0, 0, 0])) == sorted(map(float, images[:, 0, 0, 0]))  # a split of the images
+    x, y = h.train_rows(np.array([2, 0]))
+    t = h.tiled(slice(1, 4), slice(5, 7))
+    xt, yt = t.train_rows(np.array([2, 0]))
+    assert xt.dtype == np.float32 and xt.flags.c_contiguous and xt.shape == (2, 2, 3, 2)
+    np.testing.assert_array_equal(xt, x[:, :, 1:4, 5:7])
+    np.testing.assert_array_equal(yt, y)
+    assert t.train_rows(np.array([], np.int64))[0].shape == (0, 2, 3, 2)
+
+
 def test_checkpoint_round_trip_and_refusals(tmp_path):
     path = str(tmp_path / "ck.h5")
     params, mom = np.arange(5, dtype=np.float32), np.ones(5, np.float32)

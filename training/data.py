@@ -3,6 +3,9 @@
 Every source has a training part and a test part and hands out rows by
 index, so each rank reads only the rows of its own shard (from HDF5: one
 sorted read per epoch).  Features are float32, labels int64 in ``[0, classes)``.
+Image sources (generated shapes, or an HDF5 ``X`` of shape (N, C, H, W))
+also hand out one tile of each image, so that under spatial parallelism
+each rank reads only its own block of pixels (from HDF5: one hyperslab).
 """
 
 from __future__ import annotations
@@ -15,6 +18,9 @@ import numpy as np
 from collectives.algorithms.schedule import partition
 
 __all__ = ["Source", "ImageSource", "digits", "synthetic", "shapes", "hdf5", "open_source", "DataError"]
+
+
+ALL = slice(None)  # every row or column of an image
 
 
 class DataError(ValueError):
@@ -53,19 +59,18 @@ class Source:
 
 @dataclass
 class ImageSource(Source):
-    """A :class:`Source` of ``(N, C, H, W)`` images (``features`` is ``C``), read whole or as one tile of each."""
+    """A :class:`Source` of ``(N, C, H, W)`` images (``features`` is ``C``), read whole or as one tile of each.
+
+    Its ``read(part, indices, rows=ALL, cols=ALL)`` returns rows ``rows`` and
+    columns ``cols`` of the images ``indices``.
+    """
 
     image: tuple[int, int] = (0, 0)
 
     def tiled(self, rows: slice, cols: slice) -> "ImageSource":
         """The same source, handing out only rows ``rows`` and columns ``cols`` of every image."""
         read = self.read
-        return replace(self, read=lambda part, indices: _tile_of(read(part, indices), rows, cols))
-
-
-def _tile_of(xy, rows: slice, cols: slice):
-    x, y = xy
-    return np.ascontiguousarray(x[:, :, rows, cols]), y
+        return replace(self, read=lambda part, indices: read(part, indices, rows, cols))
 
 
 def shapes(samples: int, size: int, seed: int = 0, test_fraction: float = 0.2) -> ImageSource:
@@ -79,8 +84,9 @@ def shapes(samples: int, size: int, seed: int = 0, test_fraction: float = 0.2) -
     if samples - n_test < 1:
         raise DataError(f"--samples {samples}: too few shapes for a training and a test part")
 
-    def read(part, indices):
-        return drawn.images(indices, size, seed, part=int(part == "test"))
+    def read(part, indices, rows=ALL, cols=ALL):
+        x, y = drawn.images(indices, size, seed, part=int(part == "test"))
+        return drawn.tile(x, rows, cols), y  # drawn whole, then cut: a tile depends on the whole shape
 
     return ImageSource(f"shapes {size}x{size}", samples - n_test, n_test, 1, len(drawn.CLASSES), read,
                        image=(size, size))
@@ -124,13 +130,17 @@ def synthetic(samples: int = 60000, features: int = 256, classes: int = 10, seed
 
 
 def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0, *, share: tuple[int, int] = (0, 1)) -> Source:
-    """An HDF5 file with datasets ``X`` (n, features) and ``y`` (n,) of class indices.
+    """An HDF5 file with datasets ``X`` (n, features) or images (n, channels, height, width), and ``y`` (n,) of
+    class indices.
 
     ``X_test`` and ``y_test``, if present, are the test part; otherwise a
     seeded ``test_fraction`` of the rows is held out.  Rows are read on
     demand, so each rank touches only its own.  The file is checked when
     opened: shapes, types, labels ``0..C-1`` (no more classes than labelled
     rows), and finite features (NaN, inf, or beyond float32's range).
+    Images give an :class:`ImageSource`, whose tiles are read as hyperslabs
+    ``X[indices, :, rows, cols]`` (:func:`training.shapes.write_h5` writes
+    such a file, chunked in tiles).
 
     Parameters
     ----------
@@ -146,7 +156,7 @@ def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0, *, share: tuple[i
     try:
         with h5py.File(path, "r") as f:
             parts = _parts(f, path)
-            features = f["X"].shape[1]
+            shape = f["X"].shape[1:]
             rows = {part: f[xs].shape[0] for part, (xs, _) in parts.items()}
             labels = np.concatenate([f[ys][...] for _, ys in parts.values()])
             for xs, _ in parts.values():
@@ -166,15 +176,19 @@ def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0, *, share: tuple[i
         parts["test"] = parts["train"]
         index = dict(zip(("train", "test"), _split(rows["train"], test_fraction, seed)))
 
-    def read(part, idx):
+    def read(part, idx, rows=ALL, cols=ALL):
         where = index[part][idx]
         xs, ys = parts[part]
+        select = (ALL, rows, cols) if len(shape) == 3 else (ALL,)  # an image's tile, or every feature
         if len(where) == 0:
-            return np.zeros((0, features), np.float32), np.zeros(0, np.int64)
+            return np.zeros((0, *shape), np.float32)[(ALL, *select)], np.zeros(0, np.int64)
         with h5py.File(path, "r") as f:
-            return f[xs][where, :], f[ys][where]
+            return f[xs][(where, *select)], f[ys][where]
 
-    return Source(os.path.basename(path), len(index["train"]), len(index["test"]), features, classes, read)
+    name, n_train, n_test = os.path.basename(path), len(index["train"]), len(index["test"])
+    if len(shape) == 3:
+        return ImageSource(name, n_train, n_test, shape[0], classes, read, image=tuple(shape[1:]))
+    return Source(name, n_train, n_test, shape[0], classes, lambda part, idx: read(part, idx))
 
 
 def _parts(f, path: str) -> dict[str, tuple[str, str]]:
@@ -194,14 +208,16 @@ def _parts(f, path: str) -> dict[str, tuple[str, str]]:
                 kind = "group" if isinstance(f[name], h5py.Group) else type(f[name]).__name__
                 raise DataError(f"{path}: {name} is an HDF5 {kind}, not a dataset")
         x, y = f[xs], f[ys]
-        if len(x.shape) != 2:
-            raise DataError(f"{path}: {xs} must be (n, features), got shape {x.shape}")
+        if len(x.shape) not in (2, 4):
+            raise DataError(f"{path}: {xs} must be (n, features) or images (n, channels, height, width), got "
+                            f"shape {x.shape}")
         if x.shape[0] == 0:
             raise DataError(f"{path}: {xs} holds no rows")
-        if x.shape[1] == 0:
-            raise DataError(f"{path}: {xs} has no features")
-        if x.shape[1] != f["X"].shape[1]:
-            raise DataError(f"{path}: {xs} must have X's {f['X'].shape[1]} features, got shape {x.shape}")
+        if min(x.shape[1:]) == 0:
+            raise DataError(f"{path}: {xs} has no features (shape {x.shape})")
+        if x.shape[1:] != f["X"].shape[1:]:
+            what = "features" if len(f["X"].shape) == 2 else "channels, height and width"
+            raise DataError(f"{path}: {xs} must have X's {what} {f['X'].shape[1:]}, got shape {x.shape}")
         if x.dtype.kind not in "biuf":
             raise DataError(f"{path}: {xs} must hold numbers, got {x.dtype}")
         if y.shape != (x.shape[0],):
@@ -217,11 +233,11 @@ def _scan_finite(x, name: str, share: tuple[int, int], block_bytes: int = 16 << 
         return  # integers are finite as float32
     rank, ranks = share
     bounds = partition(x.shape[0], ranks)
-    rows = max(1, block_bytes // (x.shape[1] * x.dtype.itemsize))
+    rows = max(1, block_bytes // (int(np.prod(x.shape[1:])) * x.dtype.itemsize))
     for lo in range(bounds[rank], bounds[rank + 1], rows):
         with np.errstate(over="ignore"):
             block = np.asarray(x[lo : min(lo + rows, bounds[rank + 1])], np.float32)
-        bad = ~np.isfinite(block).all(axis=1)
+        bad = ~np.isfinite(block.reshape(len(block), -1)).all(axis=1)
         if bad.any():
             raise DataError(f"{name} row {lo + int(np.argmax(bad))} holds NaN or inf (or a value beyond float32's "
                             "range): training on it would diverge; clean the data first")

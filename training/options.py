@@ -12,16 +12,24 @@ import argparse
 import collectives
 from collectives import cli
 
-from .data import Source, open_source
-from .model import CNN_CHANNELS
-from .parallel.halo import axis_geometry
+from .data import ImageSource, Source, open_source
+from .model import CNN_CHANNELS, cnn_strides
+from .parallel.halo import axis_geometry, output_size
 from .parallel.pipeline import stage_bounds
 from .parallel.spatial import grid_shape
 from .parallel.tensor import split_widths
 
-__all__ = ["PROG", "parser", "validate"]
+__all__ = ["PROG", "MODEL_DEFAULTS", "parser", "validate"]
 
 PROG = "training.sync_sgd"
+
+
+#: What an option left out means, for each model: the MLP's for digits, the CNN's for 64 x 64 shapes (98 % in 8
+#: epochs, docs/training.md).
+MODEL_DEFAULTS = {
+    "mlp": {"epochs": 20, "batch": 64, "lr": 0.05, "hidden": "128"},
+    "cnn": {"epochs": 8, "batch": 16, "lr": 0.02, "hidden": ",".join(map(str, CNN_CHANNELS))},
+}
 
 
 def parser(doc: str) -> cli.ArgumentParser:
@@ -31,7 +39,8 @@ def parser(doc: str) -> cli.ArgumentParser:
                             formatter_class=argparse.RawDescriptionHelpFormatter, epilog=doc.split("\n\n", 1)[1])
     d = ap.add_argument_group("data")
     d.add_argument("--data", default="digits",
-                   help="digits (default), synthetic, shapes (images, for --model cnn), or PATH.h5 with X and y")
+                   help="digits (default), synthetic, shapes (images, for --model cnn), or PATH.h5 with X and y "
+                        "(X images (n, channels, height, width) for --model cnn)")
     d.add_argument("--samples", type=cli.positive_int, help="synthetic: samples (default 60000); shapes: 3000")
     d.add_argument("--image-size", type=cli.positive_int, default=64, help="shapes: image side, 32..1024 (default 64)")
     d.add_argument("--features", type=cli.positive_int, default=256, help="synthetic: features")
@@ -40,11 +49,12 @@ def parser(doc: str) -> cli.ArgumentParser:
     m.add_argument("--model", choices=["mlp", "cnn"], default="mlp",
                    help="mlp (default) or cnn: 3x3 convolutions, ReLU, global average pooling, a linear classifier")
     m.add_argument("--hidden", help="hidden widths, comma-separated: the MLP's (default 128) or the CNN's "
-                                    "convolution channels (default 16,16,32)")
+                                    "convolution channels (default 16,32,32,64)")
     m.add_argument("--act", default="relu", help="hidden activation: relu, tanh, sigmoid, identity")
-    m.add_argument("--epochs", type=cli.positive_int, default=20)
-    m.add_argument("--batch", type=cli.positive_int, default=64, help="global batch (split over the ranks)")
-    m.add_argument("--lr", type=cli.positive_float, default=0.05)
+    m.add_argument("--epochs", type=cli.positive_int, help="default 20 (mlp), 8 (cnn)")
+    m.add_argument("--batch", type=cli.positive_int,
+                   help="global batch, split over the data-parallel ranks (default 64 for mlp, 16 for cnn)")
+    m.add_argument("--lr", type=cli.positive_float, help="default 0.05 (mlp), 0.02 (cnn)")
     m.add_argument("--momentum", type=cli.nonnegative_float, default=0.9)
     m.add_argument("--weight-decay", type=cli.nonnegative_float, default=1e-4)
     m.add_argument("--nesterov", action="store_true")
@@ -91,12 +101,27 @@ def parser(doc: str) -> cli.ArgumentParser:
     return ap
 
 
+def _check_tiles(image, convolutions: int, rows: int, cols: int) -> None:
+    """ValueError unless every convolution of the CNN can cut its input over ``rows x cols`` tiles."""
+    height, width = image
+    for i, stride in enumerate(cnn_strides(convolutions)):
+        try:
+            axis_geometry(height, rows, 3, stride, 1), axis_geometry(width, cols, 3, stride, 1)
+        except ValueError as e:
+            raise ValueError(f"--spatial {rows}x{cols}: convolution {i + 1} of {convolutions} has a "
+                             f"{height}x{width} input: {e}") from None
+        height, width = output_size(height, 3, stride, 1), output_size(width, 3, stride, 1)
+
+
 def validate(args, comm) -> tuple[Source, list[int]]:
     """Open the data (this rank scans its share for NaN and inf) and check what spans options; return the
     source and the model's widths.  Raises ValueError with the reason (the caller agrees across ranks)."""
     from .kernels import ACTIVATIONS
 
     p = comm.Get_size()
+    for name, value in MODEL_DEFAULTS[args.model].items():
+        if getattr(args, name) is None:
+            setattr(args, name, value)
     if args.allreduce not in collectives.ALGORITHMS["allreduce"]:
         raise ValueError(f"--allreduce {args.allreduce!r} is not an algorithm; use one of "
                          f"{', '.join(collectives.ALGORITHMS['allreduce'])}")
@@ -110,8 +135,6 @@ def validate(args, comm) -> tuple[Source, list[int]]:
                          "--tensor-parallel, --pipeline-stages or --micro-batches")
     if args.model == "mlp" and rows * cols > 1:
         raise ValueError(f"--spatial {rows}x{cols} cuts images: it needs --model cnn")
-    if (args.model == "cnn") != (args.data == "shapes"):
-        raise ValueError("--model cnn trains on --data shapes, and --data shapes needs --model cnn")
     if args.overlap and rows * cols > 1:
         raise ValueError("--overlap is not built for spatial parallelism yet")
     if p % (t * s * rows * cols):
@@ -136,8 +159,6 @@ def validate(args, comm) -> tuple[Source, list[int]]:
         raise ValueError("--nesterov needs --momentum > 0")
     if (args.resume or args.checkpoint_every) and not args.checkpoint:
         raise ValueError("--resume and --checkpoint-every need --checkpoint PATH.h5")
-    if args.hidden is None:
-        args.hidden = "128" if args.model == "mlp" else ",".join(map(str, CNN_CHANNELS))
     if args.samples is None:
         args.samples = 3000 if args.data == "shapes" else 60000
     try:
@@ -151,10 +172,15 @@ def validate(args, comm) -> tuple[Source, list[int]]:
     if args.batch > source.n_train:
         raise ValueError(f"--batch {args.batch} is larger than the {source.n_train} training samples")
     sizes = [source.features, *hidden, source.classes]
+    if args.model == "cnn" and not isinstance(source, ImageSource):
+        raise ValueError(f"--model cnn trains on images: --data shapes, or an HDF5 file whose X is (n, channels, "
+                         f"height, width); {args.data} holds feature vectors")
+    if args.model != "cnn" and isinstance(source, ImageSource):
+        raise ValueError(f"--data {args.data} holds images: it needs --model cnn")
     if args.model == "cnn":
         if not hidden:
             raise ValueError("--model cnn needs at least one convolution (--hidden)")
-        axis_geometry(source.image[0], rows, 3, 1, 1), axis_geometry(source.image[1], cols, 3, 1, 1)
+        _check_tiles(source.image, len(hidden), rows, cols)
         return source, sizes
     cut = split_widths(sizes, args.tensor_scheme)
     if t > 1 and not cut:

@@ -24,7 +24,7 @@ from collectives.algorithms.schedule import partition
 
 from ..kernels import conv2d, conv2d_backward
 from ..layers import Conv2d, GlobalAvgPool
-from .halo import HaloExchange, axis_geometry
+from .halo import HaloExchange, axis_geometry, output_size
 
 __all__ = ["SpatialGrid", "SpatialConv2d", "SpatialGlobalAvgPool", "spatial_cnn", "tiled_range", "grid_shape"]
 
@@ -81,7 +81,7 @@ class SpatialGrid:
 
 
 class SpatialConv2d(Conv2d):
-    """:class:`~training.layers.Conv2d` (stride 1, zero padding ``padding``) on this rank's tile of each image.
+    """:class:`~training.layers.Conv2d` (zero padding ``padding``) on this rank's tile of each image.
 
     Parameters
     ----------
@@ -91,7 +91,11 @@ class SpatialConv2d(Conv2d):
         The whole input's height and width.
     grid : SpatialGrid
     padding : int, optional
-        Zero padding on every side (default ``kernel // 2``: the output has the input's size).
+        Zero padding on every side (default ``kernel // 2``: at stride 1 the output has the input's size).
+    stride : int
+        As the serial layer's.  The output is cut over the grid as the input
+        is (:func:`~collectives.algorithms.schedule.partition`), so the next
+        layer's tiles are this one's output tiles.
 
     Attributes
     ----------
@@ -103,21 +107,21 @@ class SpatialConv2d(Conv2d):
     saved = ("buf",)
 
     def __init__(self, in_channels: int, out_channels: int, kernel: int, image, grid: SpatialGrid,
-                 padding: int | None = None):
-        super().__init__(in_channels, out_channels, kernel)
+                 padding: int | None = None, stride: int = 1):
+        super().__init__(in_channels, out_channels, kernel, stride)
         padding = kernel // 2 if padding is None else padding
-        rows = axis_geometry(image[0], grid.rows, kernel, 1, padding)[grid.row]
-        cols = axis_geometry(image[1], grid.cols, kernel, 1, padding)[grid.col]
-        self.out_image = tuple(n + 2 * padding - kernel + 1 for n in image)
+        rows = axis_geometry(image[0], grid.rows, kernel, stride, padding)[grid.row]
+        cols = axis_geometry(image[1], grid.cols, kernel, stride, padding)[grid.col]
+        self.out_image = tuple(output_size(n, kernel, stride, padding) for n in image)
         self.halo = HaloExchange([rows, cols], [2, 3], [grid.down, grid.across])
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         self.buf = np.ascontiguousarray(self.halo.forward(x))
-        return conv2d(self.buf, self.params[0], self.params[1], pad=0)
+        return conv2d(self.buf, self.params[0], self.params[1], pad=0, stride=self.stride)
 
     def backward(self, dy: np.ndarray, need_input_grad: bool = True) -> np.ndarray | None:
         dbuf, dw, db = conv2d_backward(np.ascontiguousarray(dy), self.buf, self.params[0], pad=0,
-                                       need_input_grad=need_input_grad)
+                                       need_input_grad=need_input_grad, stride=self.stride)
         self.grads[0][...] = dw
         self.grads[1][...] = db
         return self.halo.adjoint(dbuf) if need_input_grad else None
@@ -147,9 +151,16 @@ def spatial_cnn(in_channels: int, classes: int, image, grid: SpatialGrid, channe
     tile's share; their sum over ``grid.comm`` is the one-rank model's."""
     from ..model import CNN_CHANNELS, cnn
 
+    size = tuple(image)  # each convolution's input image: the previous one's output
+
+    def conv(c_in: int, c_out: int, k: int, stride: int) -> SpatialConv2d:
+        nonlocal size
+        layer = SpatialConv2d(c_in, c_out, k, size, grid, stride=stride)
+        size = layer.out_image
+        return layer
+
     return cnn(in_channels, classes, CNN_CHANNELS if channels is None else channels, kernel, seed, dtype,
-               conv=lambda c_in, c_out, k: SpatialConv2d(c_in, c_out, k, image, grid),
-               pool=lambda: SpatialGlobalAvgPool(image, grid, algorithm))
+               conv=conv, pool=lambda: SpatialGlobalAvgPool(size, grid, algorithm))
 
 
 def tiled_range(model) -> tuple[int, int]:
