@@ -5,18 +5,29 @@ Launch::
     mpiexec -n 2 python -m mpi4py -m collectives.bench
     mpiexec -n 16 python -m mpi4py -m collectives.bench --collective allgather --json ag.json
 
-Method (OSU conventions): sizes double from ``--min-bytes`` to
-``--max-bytes``; for each size every algorithm is warmed up, then timed
-call by call with a barrier before each call, taking the slowest rank's time
-per call and the median over repeats.  Algorithms are interleaved within a
-size, in a new order every repeat (the same on every rank), so that drift of
-the machine hits them all alike and none always runs in the cache state one
-neighbour leaves.  ``--passes N`` splits each size's repeats over N
-passes through the sizes, so that a slow spell hits one pass of a size
-rather than its whole median.  Bandwidths follow
-nccl-tests: all-reduce busbw = size/t * 2(P-1)/P; all-gather and
-reduce-scatter busbw = size/t * (P-1)/P, where size is the full vector;
-broadcast busbw = algbw.
+Method: sizes double from ``--min-bytes`` to ``--max-bytes``; for each size
+every algorithm is warmed up, then timed in one of two ways (``--timing``):
+
+- ``loop`` (the default, as nccl-tests and OSU's latency loops time): a
+  barrier, then a block of back-to-back calls timed together; each rank's
+  time per call is the block's time over its calls.  A record gives the
+  average over the ranks (``time_us``) with their minimum and maximum, each
+  the median over the blocks.  Back-to-back calls pipeline as a program's
+  do, and the barrier's skew is spread over the block.
+- ``barrier``: a barrier before every call, each call timed alone; a
+  record's ``time_us`` is the median over calls of the slowest rank's time.
+  Every call then pays the skew the barrier leaves between the ranks, a
+  few µs that dominate small messages.  ``collectives.alphabeta`` measures
+  its profile this way, and checks its predictions against it.
+
+Algorithms are interleaved within a size (a call or a block each), in a new
+order every repeat (the same on every rank), so that drift of the machine
+hits them all alike and none always runs in the cache state one neighbour
+leaves.  ``--passes N`` splits each size's repeats over N passes through
+the sizes, so that a slow spell hits one pass of a size rather than its
+whole median.  Bandwidths follow nccl-tests: all-reduce busbw = size/t *
+2(P-1)/P; all-gather and reduce-scatter busbw = size/t * (P-1)/P, where
+size is the full vector; broadcast busbw = algbw.
 """
 
 from __future__ import annotations
@@ -144,6 +155,17 @@ def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
     return x, (x if collective == "broadcast" else at_page_offset(n, dtype)), n
 
 
+#: Blocks a size's calls are cut into with ``--timing loop`` (the median is over them), when there are as many calls.
+BLOCKS = 5
+
+#: The ``--timing`` methods, described for the output's header.
+TIMINGS = {
+    "loop": "a barrier, then blocks of back-to-back calls; per call, averaged over the ranks (min, max), median "
+            "over blocks",
+    "barrier": "a barrier before every call; per call, the slowest rank, median over calls",
+}
+
+
 def _repeats(nbytes: int, budget: float) -> int:
     """Timed calls per algorithm: ``budget`` GB over the size, from 11 (a median of 5
     moved by 15 % between runs on a shared VM) to 200."""
@@ -195,7 +217,8 @@ def sweep(args, comm: MPI.Comm, progress=None):
     # each size its own arrays, as a user's would be (numpy asks for huge pages
     # from 4 MiB), kept from pass to pass
     bufs = {}
-    times = {nb: {a: [] for a in algs} for nb in plan}
+    times = {nb: {a: [] for a in algs} for nb in plan}  # this rank's seconds per call, per call or block
+    counts = {nb: 0 for nb in plan}  # calls timed per algorithm
     # a fresh order every repeat, the same on every rank: each algorithm follows
     # each other one alike, so none always inherits one neighbour's cache state
     orders = {nb: np.random.default_rng(nb) for nb in plan}
@@ -208,15 +231,20 @@ def sweep(args, comm: MPI.Comm, progress=None):
             for a in algs:
                 for _ in range(warm):
                     call(x, y, a, comm)
-            for _ in range(share(args.repeats or _repeats(nbytes, args.budget), args.passes)):
+            count = share(args.repeats or _repeats(nbytes, args.budget), args.passes)
+            blocks, calls = (count, 1) if args.timing == "barrier" else (min(count, BLOCKS), max(1, count // BLOCKS))
+            for _ in range(blocks):
                 for i in orders[nbytes].permutation(len(algs)):
                     a = algs[i]
                     comm.Barrier()
                     t0 = time.perf_counter()
-                    call(x, y, a, comm)
-                    times[nbytes][a].append(time.perf_counter() - t0)
+                    for _ in range(calls):
+                        call(x, y, a, comm)
+                    times[nbytes][a].append((time.perf_counter() - t0) / calls)
+            counts[nbytes] += blocks * calls
             if last:
-                records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm)
+                records += _summarise(args.collective, times[nbytes], n * dtype.itemsize, p, comm, args.timing,
+                                      counts[nbytes])
                 if rank == 0 and not args.quiet:
                     for rec in records[-len(algs) :]:
                         print(_row(rec), flush=True)
@@ -226,13 +254,20 @@ def sweep(args, comm: MPI.Comm, progress=None):
     return records
 
 
-def _summarise(collective: str, times: dict, size: int, p: int, comm: MPI.Comm) -> list[dict]:
-    """Records of one size: the median over repeats of the slowest rank's time per call."""
-    slowest = {a: np.max(comm.allgather(t), axis=0) for a, t in times.items()}
-    base = float(np.median(slowest["mpi"]))
+def _summarise(collective: str, times: dict, size: int, p: int, comm: MPI.Comm, timing: str, calls: int) -> list[dict]:
+    """Records of one size: the median over calls (``barrier``) or blocks (``loop``) of the ranks' time per call.
+
+    ``time_us`` is the slowest rank's (``barrier``) or the ranks' average
+    (``loop``); ``min_us``, ``avg_us`` and ``max_us`` are over the ranks,
+    each the median over the calls or blocks.
+    """
+    per_rank = {a: np.array(comm.allgather(t)) for a, t in times.items()}  # (ranks, samples)
+    spread = {a: {k: float(np.median(f(t, axis=0))) for k, f in (("min", np.min), ("avg", np.mean), ("max", np.max))}
+              for a, t in per_rank.items()}
+    headline = {a: s["max" if timing == "barrier" else "avg"] for a, s in spread.items()}
     out = []
     for a in times:
-        t = float(np.median(slowest[a]))
+        t = headline[a]
         algbw = size / t / 1e9
         out.append(
             {
@@ -240,21 +275,27 @@ def _summarise(collective: str, times: dict, size: int, p: int, comm: MPI.Comm) 
                 "bytes": size,
                 "algorithm": a,
                 "time_us": t * 1e6,
+                "min_us": spread[a]["min"] * 1e6,
+                "avg_us": spread[a]["avg"] * 1e6,
+                "max_us": spread[a]["max"] * 1e6,
                 "algbw_GBps": algbw,
                 "busbw_GBps": algbw * bus_factor(collective, p),
-                "ratio_to_mpi": t / base,
-                "repeats": len(slowest[a]),
+                "ratio_to_mpi": t / headline["mpi"],
+                "timing": timing,
+                "repeats": calls,
+                "samples": per_rank[a].shape[1],
             }
         )
     return out
 
 
-_HEAD = f"{'bytes':>10} {'algorithm':>20} {'time_us':>12} {'algbw_GB/s':>11} {'busbw_GB/s':>11} {'vs_mpi':>7}"
+_HEAD = (f"{'bytes':>10} {'algorithm':>20} {'time_us':>12} {'min_us':>10} {'max_us':>10} {'algbw_GB/s':>11} "
+         f"{'busbw_GB/s':>11} {'vs_mpi':>7}")
 
 
 def _row(r: dict) -> str:
     return (
-        f"{r['bytes']:>10} {r['algorithm']:>20} {r['time_us']:>12.2f} "
+        f"{r['bytes']:>10} {r['algorithm']:>20} {r['time_us']:>12.2f} {r['min_us']:>10.2f} {r['max_us']:>10.2f} "
         f"{r['algbw_GBps']:>11.3f} {r['busbw_GBps']:>11.3f} {r['ratio_to_mpi']:>7.2f}"
     )
 
@@ -287,6 +328,9 @@ def parser() -> cli.ArgumentParser:
     ap.add_argument("--max-bytes", type=cli.size_arg, metavar="BYTES", default=64 << 20,
                     help="largest size, e.g. 64M (default)")
     ap.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64", "int32", "int64"])
+    ap.add_argument("--timing", choices=sorted(TIMINGS), default="loop",
+                    help="loop: blocks of back-to-back calls after a barrier (default, as nccl-tests and OSU); "
+                         "barrier: a barrier before every call")
     ap.add_argument("--warmup", type=cli.nonnegative_int, default=3, help="untimed calls per algorithm and size")
     ap.add_argument("--repeats", type=cli.positive_int,
                     help="timed calls per algorithm and size (default: scaled with size, see --budget)")
@@ -328,6 +372,7 @@ def main(argv=None) -> int:
         env = environment(comm)
         if comm.Get_rank() == 0:
             print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")
+            print(f"# timing: {args.timing} ({TIMINGS[args.timing]})")
             for k, v in env.items():
                 print(f"# {k}: {v}")
             print(_HEAD, flush=True)
@@ -335,7 +380,7 @@ def main(argv=None) -> int:
     if comm.Get_rank() == 0:
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"environment": env, "records": records}, f, indent=1)
+                json.dump({"environment": env, "timing": args.timing, "records": records}, f, indent=1)
         if args.output:
             write_hdf5(args.output, env, records)
     return 0

@@ -12,6 +12,7 @@ import pytest
 import collectives
 from collectives import bench, progress
 from collectives.alphabeta import command, links, local_costs, sampling
+from collectives.alphabeta.predict import bench_args
 from collectives.model import cost_model
 from collectives.model.profile import Profile, load
 from collectives.passes import drain
@@ -53,6 +54,7 @@ def test_measure_fit_predict_and_write_everything(tmp_path_factory, monkeypatch,
         doc = json.load(f)
     prof = load(js)
     assert prof.meta["ranks"] == comm.Get_size()
+    assert prof.meta["timing"] == "barrier" == bench_args(command.parse_args(["--predict"])).timing  # checked alike
     if comm.Get_size() > 1:
         assert prof.intra.alpha > 0 and prof.intra.beta > 0
         assert prof.intra_exchange is not None

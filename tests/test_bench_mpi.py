@@ -98,3 +98,25 @@ def test_bench_buffers_share_one_page_offset(count, dtype):
     x, y, n = bench._buffers("allreduce", max(count, 1) * 4, np.dtype(np.float32), 2, 0)
     assert x.ctypes.data % PAGE == y.ctypes.data % PAGE == MALLOC_OFFSET and n == x.size == y.size
     assert np.all((x >= 0) & (x < 1)) and np.unique(x).size > min(n, 2) - 1
+
+
+@pytest.mark.parametrize("timing, samples, calls", [("loop", 5, 10), ("barrier", 12, 12)])
+def test_each_timing_reports_the_ranks_min_average_and_max(timing, samples, calls, tmp_path_factory, capsys):
+    """loop: 12 calls as 5 blocks of 2 back-to-back calls, the average over the ranks; barrier: 12 calls one at a
+    time, the slowest rank.  The header names the method."""
+    comm = world()
+    path = comm.bcast(str(tmp_path_factory.mktemp("timing")) if comm.Get_rank() == 0 else None)
+    js = f"{path}/out.json"
+    assert bench.main(["--min-bytes", "4", "--max-bytes", "4K", "--repeats", "12", "--warmup", "1",
+                       "--algorithms", "ring", "--timing", timing, "--json", js]) == 0
+    out = capsys.readouterr().out
+    comm.Barrier()
+    if comm.Get_rank() == 0:
+        assert f"# timing: {timing} ({bench.TIMINGS[timing]})" in out
+        with open(js) as f:
+            doc = json.load(f)
+        assert doc["timing"] == timing
+        for r in doc["records"]:
+            assert (r["timing"], r["samples"], r["repeats"]) == (timing, samples, calls)
+            assert 0 < r["min_us"] <= r["avg_us"] <= r["max_us"]
+            assert r["time_us"] == r["avg_us" if timing == "loop" else "max_us"]

@@ -36,6 +36,7 @@ PARSE = {
     "training.spatial_bench": ("training.spatial_bench", "parser"),
     "numa": ("numa.__main__", "parser"),
     "scripts/check_cost.py": ("scripts/check_cost.py", "parser"),
+    "scripts/timing_methods.py": ("scripts/timing_methods.py", "parser"),
     "scripts/ddp_compare.py": ("scripts/ddp_compare.py", "parser"),
     "scripts/pipeline_compare.py": ("scripts/pipeline_compare.py", "parser"),
     "scripts/bench_table.py": ("scripts/bench_table.py", "parser"),

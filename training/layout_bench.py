@@ -29,6 +29,7 @@ from collectives import bench, cli, plots
 from collectives.bench import environment, format_size, write_record
 from collectives.alphabeta import command
 from collectives.alphabeta.measure import measure as alphabeta_measure
+from collectives.alphabeta.sampling import TIMING
 from collectives.model.profile import Profile, load
 from collectives.passes import interleave
 from collectives.runtime.communicator import unchecked
@@ -72,7 +73,7 @@ def _sweep(c, algorithm: str, comm, args):
         algorithm = "auto"
     return bench.sweep(bench.parse_args(["--collective", c.family, "--algorithms", algorithm, "--min-bytes",
                                          str(c.nbytes), "--max-bytes", str(c.nbytes), "--budget", str(args.budget),
-                                         "--passes", str(args.passes), "--quiet"]), comm)
+                                         "--passes", str(args.passes), "--timing", TIMING, "--quiet"]), comm)
 
 
 def measure(args, comm) -> tuple[list[dict], Profile]:

@@ -13,7 +13,7 @@ from ..model.hockney import Piecewise, fit
 from ..model.profile import Profile
 from ..runtime.communicator import library_comm, ranks_per_node
 from .local_costs import KERNELS, slope
-from .sampling import POOL
+from .sampling import POOL, TIMING
 
 
 def fit_profile(comm: MPI.Comm, got: dict, nodes: list[int], max_segments: int) -> tuple[Profile, dict]:
@@ -52,6 +52,7 @@ def fit_profile(comm: MPI.Comm, got: dict, nodes: list[int], max_segments: int) 
         links["intra"] = Piecewise.line(0.0, 0.0)
     meta = environment(comm)
     meta["nodes"] = max(nodes) + 1
+    meta["timing"] = TIMING
     prof = Profile(
         intra=links["intra"],
         inter=links.get("inter"),

@@ -8,16 +8,18 @@ from ..model import cost_model
 from ..model.profile import Profile
 from ..runtime import auto
 from ..runtime.communicator import library_comm, ranks_per_node
+from .sampling import TIMING
 
 
 def bench_args(args, algorithms: str = ""):
-    """``collectives.bench`` arguments of ``--predict``'s sweep (``algorithms``: default all)."""
+    """``collectives.bench`` arguments of ``--predict``'s sweep (``algorithms``: default all), timed as the
+    profile's samples are (:data:`.sampling.TIMING`)."""
     from .. import bench
 
     return bench.parse_args(
         ["--collective", args.collective, "--min-bytes", str(args.min_bytes),
          "--max-bytes", str(args.predict_max_bytes), "--quiet", "--budget", str(args.bench_budget),
-         "--passes", str(args.passes), "--algorithms", algorithms]
+         "--passes", str(args.passes), "--algorithms", algorithms, "--timing", TIMING]
     )
 
 

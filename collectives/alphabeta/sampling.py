@@ -66,6 +66,12 @@ def _passes(nbytes_list, iterations, passes: int, warmup: int, block):
     return {n: np.array(v) for n, v in out.items()}
 
 
+#: How every sample of a profile is timed, in :mod:`collectives.bench`'s terms (``--timing``): one call after a
+#: barrier, the slowest rank's time.  The profile states it (``meta["timing"]``), and the benches its predictions
+#: are checked against time the same way.
+TIMING = "barrier"
+
+
 def _slowest(comm: MPI.Comm, once, iters: int, warm: int) -> list[float]:
     """``iters`` samples of ``once(k)`` (which returns its own seconds), each the slowest rank's.
 
