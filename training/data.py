@@ -188,7 +188,7 @@ def hdf5(path: str, test_fraction: float = 0.2, seed: int = 0, *, share: tuple[i
     name, n_train, n_test = os.path.basename(path), len(index["train"]), len(index["test"])
     if len(shape) == 3:
         return ImageSource(name, n_train, n_test, shape[0], classes, read, image=tuple(shape[1:]))
-    return Source(name, n_train, n_test, shape[0], classes, lambda part, idx: read(part, idx))
+    return Source(name, n_train, n_test, shape[0], classes, read)
 
 
 def _parts(f, path: str) -> dict[str, tuple[str, str]]:
