@@ -1,4 +1,4 @@
-"""The library's all-reduce timed four ways in one run: what each bench method reports, beside plain loops.
+"""The library's all-reduce timed four ways in one run, and ``auto`` beside it: bench methods and plain loops.
 
     mpiexec -n 2 python -m mpi4py scripts/timing_methods.py --json timing_methods.json
 
@@ -7,6 +7,7 @@ For each size, interleaved in rounds so that drift hits all alike:
 - ``raw``: a plain loop of back-to-back ``comm.Allreduce`` calls (mpi4py, a duplicate of the world);
 - ``ours``: a plain loop of back-to-back ``collectives.allreduce(algorithm="mpi")`` calls (our wrapper
   around the same call: argument checks, dispatch);
+- ``auto``: the same loop of ``collectives.allreduce(algorithm="auto")``: our hand-written algorithms;
 - ``bench loop`` and ``bench barrier``: ``collectives.bench``'s ``mpi`` row with ``--timing loop`` and
   ``--timing barrier`` (its own calls, warm-up and blocks).
 
@@ -14,7 +15,9 @@ A plain loop's block is a barrier then ``--calls`` calls (fewer from 16 KiB), ea
 averaged over the ranks, as the bench's ``loop`` does, on buffers placed as the bench places them
 (:func:`collectives.runtime.buffers.at_page_offset`); its figure is the median over the rounds.
 ``bench loop`` should match ``ours`` (the same calls, timed the same way); ``ours / raw`` is the
-wrapper's cost; ``barrier / loop`` what a barrier before every call adds.
+wrapper's cost; ``auto / raw`` our algorithms against the library's, each called from Python;
+``barrier / loop`` what a barrier before every call adds.  All calls are out of place, with the
+check mode off, so ours repeat (:mod:`collectives.runtime.repeat`).
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def main() -> int:
                 "raw": lambda: _plain(lambda: raw.Allreduce(x, y), calls, world),
                 "ours": lambda: _plain(lambda: collectives.allreduce(x, y, algorithm="mpi", comm=world), calls,
                                        world),
+                "auto": lambda: _plain(lambda: collectives.allreduce(x, y, comm=world), calls, world),
                 "bench_loop": lambda: _bench(nbytes, "loop", calls, world),
                 "bench_barrier": lambda: _bench(nbytes, "barrier", calls, world),
             }
@@ -85,18 +89,21 @@ def main() -> int:
                     times[name].append(run())
             us = {name: float(np.median(t)) * 1e6 for name, t in times.items()}
             rows.append({"bytes": x.nbytes, "calls": calls, **{f"{k}_us": v for k, v in us.items()},
-                         "ours_vs_raw": us["ours"] / us["raw"], "bench_loop_vs_ours": us["bench_loop"] / us["ours"],
+                         "ours_vs_raw": us["ours"] / us["raw"], "auto_vs_raw": us["auto"] / us["raw"],
+                         "bench_loop_vs_raw": us["bench_loop"] / us["raw"],
+                         "bench_loop_vs_ours": us["bench_loop"] / us["ours"],
                          "barrier_vs_loop": us["bench_barrier"] / us["bench_loop"]})
     raw.Free()
     env = environment(world)
     if world.Get_rank() == 0:
         print(f"# timing_methods: P={world.Get_size()}, {env['mpi_library']}, float32 all-reduce, median of "
               f"{args.rounds} rounds")
-        print(f"{'bytes':>9} {'raw us':>8} {'ours us':>8} {'loop us':>8} {'barrier us':>10} {'ours/raw':>9} "
-              f"{'loop/ours':>9} {'barrier/loop':>12}")
+        print(f"{'bytes':>9} {'raw us':>8} {'ours us':>8} {'auto us':>8} {'loop us':>8} {'barrier us':>10} "
+              f"{'ours/raw':>9} {'auto/raw':>9} {'loop/raw':>9} {'loop/ours':>9} {'barrier/loop':>12}")
         for r in rows:
-            print(f"{format_size(r['bytes']):>9} {r['raw_us']:>8.2f} {r['ours_us']:>8.2f} {r['bench_loop_us']:>8.2f} "
-                  f"{r['bench_barrier_us']:>10.2f} {r['ours_vs_raw']:>9.2f} {r['bench_loop_vs_ours']:>9.2f} "
+            print(f"{format_size(r['bytes']):>9} {r['raw_us']:>8.2f} {r['ours_us']:>8.2f} {r['auto_us']:>8.2f} "
+                  f"{r['bench_loop_us']:>8.2f} {r['bench_barrier_us']:>10.2f} {r['ours_vs_raw']:>9.2f} "
+                  f"{r['auto_vs_raw']:>9.2f} {r['bench_loop_vs_raw']:>9.2f} {r['bench_loop_vs_ours']:>9.2f} "
                   f"{r['barrier_vs_loop']:>12.2f}")
         if args.json:
             with open(args.json, "w") as f:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+import numpy as np
+
 from collectives.runtime import engine as _engine
 from collectives.algorithms import double_binary_tree, rabenseifner, recursive_doubling, ring
 from collectives.runtime.engine import PLANS_KEPT, compile_rounds
@@ -55,7 +57,9 @@ def test_an_equal_schedule_that_is_another_object_gets_its_own_entry():
     # the cache is by identity, and keeps the schedule alive so its id is not reused
     a = (Round(sends=(Send(1, 0, 4),)),)
     b = (Round(sends=(Send(1, 0, 4),)),)
-    assert compile_rounds(a, 4) == compile_rounds(b, 4)
+    plan_a, plan_b = compile_rounds(a, 4), compile_rounds(b, 4)
+    assert plan_a._replace(packed=None) == plan_b._replace(packed=None)
+    assert np.array_equal(plan_a.packed, plan_b.packed)
     assert _engine._PLANS[(id(a), 4)][0] is a
     assert _engine._PLANS[(id(b), 4)][0] is b
 
@@ -74,3 +78,40 @@ def test_the_cache_stays_bounded():
     assert len(_engine._PLANS) == PLANS_KEPT
     assert (id(kept[-1]), 4) in _engine._PLANS
     assert (id(kept[0]), 4) not in _engine._PLANS
+
+
+def test_a_plan_packs_into_the_hand_worked_table():
+    # rank 0 of P=2, recursive doubling of 3 float32: one step, receive-and-reduce then send,
+    # the reduce overlapping the send (sends first)
+    rounds = recursive_doubling.allreduce_rounds(0, 2, 3)
+    plan = compile_rounds(rounds, 4)
+    assert plan.packed.tolist() == [
+        1, 2, 2,               # steps, most messages in a step, messages
+        0, 2, 0, 1, 1, 1,      # step 0: messages 0..2, reduces 0..1, sends first, 1 receive
+        0, 1, 0, 0, 12, 1,     # receive from 1, tag 0, bytes 0..12, into the scratch
+        1, 1, 0, 0, 12, 0,     # send to 1, tag 0, bytes 0..12
+        0, 0, 0, 3, 0,         # reduce: message 0, work 0, scratch 0, 3 elements, ours first
+    ]
+    assert plan.traffic == (1, 1, 12, 12, 1) and plan.largest_reduce == 12
+
+
+def test_a_two_step_plan_with_a_copy_packs_each_step_in_turn():
+    rounds = (Round(sends=(Send(1, 0, 2, tag=5),)), Round(recvs=(Recv(2, 4, 6, tag=7),)), Round())
+    plan = compile_rounds(rounds, 8)
+    assert plan.packed.tolist() == [
+        2, 1, 2,
+        0, 1, 0, 0, 0, 0,      # step 0: message 0, no reduce, no receive
+        1, 2, 0, 0, 0, 1,      # step 1: message 1, no reduce, 1 receive (the empty round is dropped)
+        1, 1, 5, 0, 16, 0,
+        0, 2, 7, 32, 48, 0,
+    ]
+    assert plan.traffic == (1, 1, 16, 16, 2) and plan.largest_reduce == 0
+
+
+def test_no_binding_when_switched_off(monkeypatch):
+    from collectives.runtime import native
+
+    monkeypatch.setenv("COLLECTIVES_NATIVE", "0")
+    assert native.binding.__wrapped__() is None
+    monkeypatch.setenv("COLLECTIVES_NATIVE", "1")
+    assert native.binding.__wrapped__() is not None

@@ -21,15 +21,16 @@ def test_check_cost_times_both_modes_and_writes_json(tmp_path):
     assert all(r["on_us"] > 0 and r["off_us"] > 0 for r in rows)
 
 
-def test_timing_methods_times_the_library_four_ways_and_writes_json(tmp_path):
+def test_timing_methods_times_the_library_four_ways_and_auto_and_writes_json(tmp_path):
     out = launch(tmp_path, 2, "scripts/timing_methods.py", "--sizes", "4,1K", "--calls", "10", "--rounds", "1",
                  "--json", str(tmp_path / "tm.json"))
     assert out.returncode == 0, out.stderr
     rows = json.loads((tmp_path / "tm.json").read_text())["records"]
     assert [r["bytes"] for r in rows] == [4, 1024]
     for r in rows:
-        assert all(r[f"{m}_us"] > 0 for m in ("raw", "ours", "bench_loop", "bench_barrier"))
+        assert all(r[f"{m}_us"] > 0 for m in ("raw", "ours", "auto", "bench_loop", "bench_barrier"))
         assert r["ours_vs_raw"] == pytest.approx(r["ours_us"] / r["raw_us"])
+        assert r["auto_vs_raw"] == pytest.approx(r["auto_us"] / r["raw_us"])
 
 
 @pytest.mark.parametrize("tensor_parallel", ["1", "2"])

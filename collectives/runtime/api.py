@@ -9,7 +9,7 @@ import numpy as np
 from ..algorithms.schedule import partition
 from ..errors import CollectiveError
 from . import buffers as B
-from . import mpi_native
+from . import communicator, mpi_native, repeat
 from .auto import choose
 from .communicator import agree, check_enabled, hold, library_comm
 from .reduce_ops import OPS, arithmetic_op, check_op
@@ -108,6 +108,12 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
     comm : mpi4py.MPI.Intracomm, optional
         Defaults to ``MPI.COMM_WORLD``.  Messages travel on a duplicate.
 
+    Notes
+    -----
+    With the check mode off, a call with the dtype, size, op and algorithm
+    of an earlier one on ``comm`` skips the checks and choices that the
+    earlier one settled (:mod:`collectives.runtime.repeat`).
+
     Returns
     -------
     array
@@ -120,12 +126,19 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         (on every rank when the check mode is on), or when another thread
         is running a collective on ``comm``.
     """
+    if type(sendbuf) is np.ndarray and not communicator.check_enabled():
+        out = repeat.attempt(sendbuf, recvbuf, op, algorithm, comm)
+        if out is not None:
+            return out
     lib = library_comm(comm)
     with hold(lib):
         name, work, recvbuf = _prepare("allreduce", sendbuf, recvbuf, op, algorithm, lib)
         if work is not None:
             FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
             _finish(work, recvbuf, op, lib.Get_size())
+            if type(sendbuf) is np.ndarray and not communicator.check_enabled():
+                repeat.keep(lib.repeats, (sendbuf.dtype, sendbuf.size, op, algorithm),
+                            repeat.runner(name, op, work, lib))
     return recvbuf
 
 

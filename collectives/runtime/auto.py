@@ -70,6 +70,9 @@ def set_profile(profile: Profile | None | object = _UNSET) -> None:
     _override = profile
     for table in _decisions.values():
         table.clear()
+    from .communicator import forget_repeats  # a repeated call with "auto" keeps the old choice
+
+    forget_repeats()
 
 
 def current_profile() -> Profile | None:

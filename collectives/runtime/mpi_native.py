@@ -35,7 +35,7 @@ def _nan_propagating(op: str, dtype: np.dtype) -> MPI.Op:
     return MPI.Op.Create(reduce, commute=True)
 
 
-def _op(op: str, work: np.ndarray) -> MPI.Op:
+def mpi_op(op: str, work: np.ndarray) -> MPI.Op:
     """The MPI op for ``op`` on ``work``: the built-in one, or a NaN-propagating min/max on floats."""
     if op in _PROPAGATING and work.dtype.kind == "f":
         return _nan_propagating(op, work.dtype)
@@ -70,12 +70,12 @@ def _bytes(a: np.ndarray) -> np.ndarray:
 
 def allreduce(work: np.ndarray, op: str, comm: MPI.Comm) -> None:
     """``MPI_Allreduce`` in place on ``work``."""
-    comm.Allreduce(MPI.IN_PLACE, work, op=_op(op, work))
+    comm.Allreduce(MPI.IN_PLACE, work, op=mpi_op(op, work))
 
 
 def allreduce_start(work: np.ndarray, op: str, comm: MPI.Comm) -> MPI.Request:
     """``MPI_Iallreduce`` in place on ``work``."""
-    return comm.Iallreduce(MPI.IN_PLACE, work, op=_op(op, work))
+    return comm.Iallreduce(MPI.IN_PLACE, work, op=mpi_op(op, work))
 
 
 def allgather(work: np.ndarray, offsets: tuple[int, ...], comm: MPI.Comm) -> None:
@@ -94,7 +94,7 @@ def reduce_scatter(
 ) -> None:
     """``MPI_Reduce_scatter`` with the counts given by ``offsets``."""
     counts = [offsets[i + 1] - offsets[i] for i in range(len(offsets) - 1)]
-    comm.Reduce_scatter(send, recv, counts, op=_op(op, send))
+    comm.Reduce_scatter(send, recv, counts, op=mpi_op(op, send))
 
 
 def broadcast(buf: np.ndarray, root: int, comm: MPI.Comm) -> None:

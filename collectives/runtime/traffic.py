@@ -34,6 +34,9 @@ class _Counters(threading.local):
 
 
 _local = _Counters()
+#: This thread's open counters (``OPEN.active``, a list): a caller on a hot path tests it before
+#: calling :func:`record`.
+OPEN = _local
 
 
 @contextmanager
@@ -55,11 +58,11 @@ def count() -> Iterator[Traffic]:
         active.remove(t)
 
 
-def record(sent: int, received: int, bytes_sent: int, bytes_received: int) -> None:
-    """Add one round's traffic to every counter open in this thread (called by the engine)."""
+def record(sent: int, received: int, bytes_sent: int, bytes_received: int, rounds: int = 1) -> None:
+    """Add ``rounds`` rounds' traffic to every counter open in this thread (called by the engine)."""
     for t in _local.active:
         t.messages_sent += sent
         t.messages_received += received
         t.bytes_sent += bytes_sent
         t.bytes_received += bytes_received
-        t.rounds += 1
+        t.rounds += rounds

@@ -25,13 +25,14 @@ it into its own rows; the padding's gradient is dropped.
 from __future__ import annotations
 
 import time
+from functools import lru_cache
 from typing import NamedTuple
 
 import numpy as np
 from mpi4py import MPI
 
-from collectives.algorithms.schedule import partition
-from collectives.runtime import traffic
+from collectives.algorithms.schedule import Recv, Round, Send, partition
+from collectives.runtime.engine import execute
 
 __all__ = ["AxisGeometry", "output_size", "axis_geometry", "HaloExchange"]
 
@@ -161,11 +162,11 @@ class HaloExchange:
         a, b = max(lo, olo), min(hi, ohi)
         if a < b:
             out[at(a - lo, b - lo)] = x[at(a - olo, b - olo)]
-        incoming = [np.empty(out[at(a - lo, b - lo)].shape, x.dtype) for _, a, b in g.recv]
-        outgoing = [np.ascontiguousarray(x[at(a - olo, b - olo)]) for _, a, b in g.send]
-        self._exchange(comm, [q for q, _, _ in g.recv], incoming, [q for q, _, _ in g.send], outgoing)
-        for buf, (_, a, b) in zip(incoming, g.recv):
-            out[at(a - lo, b - lo)] = buf
+        into = [out[at(a - lo, b - lo)] for _, a, b in g.recv]
+        incoming = self._exchange(comm, [q for q, _, _ in g.recv], [v.shape for v in into],
+                                  [q for q, _, _ in g.send], [x[at(a - olo, b - olo)] for _, a, b in g.send], x.dtype)
+        for view, buf in zip(into, incoming):
+            view[...] = buf
         return out
 
     def _one_adjoint(self, d: np.ndarray, i: int) -> np.ndarray:
@@ -176,21 +177,38 @@ class HaloExchange:
         a, b = max(lo, olo), min(hi, ohi)
         if a < b:
             dx[at(a - olo, b - olo)] += d[at(a - lo, b - lo)]
-        back = [np.empty(dx[at(a - olo, b - olo)].shape, d.dtype) for _, a, b in g.send]
-        returned = [np.ascontiguousarray(d[at(a - lo, b - lo)]) for _, a, b in g.recv]
-        self._exchange(comm, [q for q, _, _ in g.send], back, [q for q, _, _ in g.recv], returned)
-        for buf, (_, a, b) in zip(back, g.send):
-            dx[at(a - olo, b - olo)] += buf
+        into = [dx[at(a - olo, b - olo)] for _, a, b in g.send]
+        back = self._exchange(comm, [q for q, _, _ in g.send], [v.shape for v in into],
+                              [q for q, _, _ in g.recv], [d[at(a - lo, b - lo)] for _, a, b in g.recv], d.dtype)
+        for view, buf in zip(into, back):
+            view += buf
         return dx
 
-    def _exchange(self, comm: MPI.Comm, sources, into, dests, data) -> None:
-        """Receive ``into[i]`` from ``sources[i]`` and send ``data[j]`` to ``dests[j]``, all at once."""
+    def _exchange(self, comm: MPI.Comm, sources, shapes, dests, data, dtype) -> list[np.ndarray]:
+        """Send ``data[j]`` to ``dests[j]`` and receive arrays of ``shapes[i]`` from ``sources[i]``, all at once.
+
+        One round of the collectives' engine (compiled where it can be):
+        the outgoing pieces are copied into one buffer, the incoming land
+        after them, and the received arrays are views of it.
+        """
         t = time.perf_counter()
-        requests = [comm.Irecv(buf, source=q) for q, buf in zip(sources, into)]
-        requests += [comm.Isend(buf, dest=q) for q, buf in zip(dests, data)]
-        MPI.Request.Waitall(requests)
-        traffic.record(len(data), len(into), sum(a.nbytes for a in data), sum(a.nbytes for a in into))
+        sizes = [v.size for v in data] + [int(np.prod(shape)) for shape in shapes]
+        at = np.cumsum([0] + sizes)
+        arena = np.empty(int(at[-1]), dtype)
+        for j, piece in enumerate(data):
+            arena[at[j] : at[j + 1]].reshape(piece.shape)[...] = piece
+        execute(_round(tuple(dests), tuple(sources), tuple(int(o) for o in at)), arena, comm)
+        first = len(data)
         self.seconds += time.perf_counter() - t
+        return [arena[at[first + i] : at[first + i + 1]].reshape(shape) for i, shape in enumerate(shapes)]
+
+
+@lru_cache(maxsize=1024)
+def _round(dests: tuple, sources: tuple, at: tuple) -> tuple[Round, ...]:
+    """The exchange as one engine round: send piece ``j`` to ``dests[j]``, receive the pieces after them."""
+    first = len(dests)
+    return (Round(sends=tuple(Send(q, at[j], at[j + 1]) for j, q in enumerate(dests)),
+                  recvs=tuple(Recv(q, at[first + i], at[first + i + 1]) for i, q in enumerate(sources))),)
 
 
 def _resized(shape, axis: int, n: int) -> tuple:
