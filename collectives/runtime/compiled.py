@@ -9,7 +9,7 @@ wait the rest.  It is the Python loop of
 :func:`collectives.runtime.engine.rounds_posted`, message for message, and
 gives the same bits (tested).
 
-Layout of the packed plan (``W`` columns per record)::
+Layout of the packed plan, one record after another::
 
     [0:3]                   steps S, the most messages one step posts, messages M
     [3 + 6 s ...]           step s: first message, end, first reduce, end,

@@ -70,7 +70,7 @@ def binding() -> Binding | None:
     setting = os.environ.get("COLLECTIVES_NATIVE", "1").strip().lower()
     if setting in ("0", "false", "no", "off"):
         return None
-    version = MPI.Get_library_version()
+    version = MPI.Get_library_version().rstrip("\x00")  # Open MPI's ends in its C string's NUL
     size = MPI._sizeof(MPI.Comm)
     if size == 4:  # MPICH, Intel MPI, MVAPICH: integer handles
         handle, ignore = np.dtype(np.int32), 1
