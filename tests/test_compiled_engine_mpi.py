@@ -199,3 +199,18 @@ def test_a_freed_communicator_is_forgotten():
     comm.Free()
     with pytest.raises(collectives.CollectiveError, match="COMM_NULL"):
         collectives.allreduce(np.ones(4, np.float32), algorithm="ring", comm=comm)
+
+
+def test_a_misaligned_repeat_takes_the_whole_path_and_keeps_the_runner():
+    comm = world()
+    lib = library_comm(comm)
+    raw = np.zeros(4 * 8 + 1, np.uint8)
+    misaligned = raw[1:].view(np.float32)  # 8 float32 one byte past an aligned address
+    assert not misaligned.flags.aligned
+    misaligned[...] = 1.0
+    with unchecked():
+        collectives.allreduce(np.ones(8, np.float32), algorithm="mpi", comm=comm)
+        kept = lib.repeats[(misaligned.dtype, 8, "sum", "mpi")]
+        got = collectives.allreduce(misaligned, algorithm="mpi", comm=comm)
+        assert lib.repeats[(misaligned.dtype, 8, "sum", "mpi")] is kept
+    np.testing.assert_array_equal(got, np.full(8, comm.Get_size(), np.float32))

@@ -137,8 +137,9 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
             FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
             _finish(work, recvbuf, op, lib.Get_size())
             if type(sendbuf) is np.ndarray and not communicator.check_enabled():
-                repeat.keep(lib.repeats, (sendbuf.dtype, sendbuf.size, op, algorithm),
-                            repeat.runner(name, op, work, lib))
+                key = (sendbuf.dtype, sendbuf.size, op, algorithm)
+                if key not in lib.repeats:  # a repeat refused (misaligned buffers, say) keeps its runner
+                    repeat.keep(lib.repeats, key, repeat.runner(name, op, work, lib))
     return recvbuf
 
 

@@ -66,34 +66,8 @@ def runner(algorithm: str, op: str, work: np.ndarray, lib: MPI.Comm) -> Runner |
         if not mpi_op.is_predefined:
             return None
         handles = native.handles(lib, bind, MPI._typedict[work.dtype.char], mpi_op)
-        return _runner(allreduce_library, work, (divide, handles, bind.calls), None)
-    plan = compile_rounds(ALLREDUCE_ROUNDS[algorithm](work, lib), work.itemsize)
-    if plan.packed is None:
-        return None
-    # its own scratch and requests: one call at a time holds the communicator
-    tmp, reqs = np.empty(plan.scratch, work.dtype), np.empty(max(plan.packed[1], 1), bind.handle)
-    return _runner(allreduce_plan, work,
-                   (tmp, reqs, plan.packed, OP_CODES[op], divide, lib.native_handles, bind.calls), plan.traffic)
-
-
-def _runner(function, work: np.ndarray, rest: tuple, totals: tuple | None) -> Runner:
-    """A :data:`Runner` calling the compiled ``function(send, recv, *rest)``, then counting ``totals``.
-
-    It enters the compiled code for exactly these argument types without
-    the dispatcher's type resolution (0.4 us a call on the dev VM, against
-    0.8): the API has checked that ``send`` and ``recv`` are
-    one-dimensional, C-contiguous, aligned arrays of ``work``'s dtype, and
-    ``recv`` writeable.
-    """
-    array = numba.types.Array(numba.from_dtype(work.dtype), 1, "C")
-    signature = (array.copy(readonly=True), array) + tuple(numba.typeof(a) for a in rest)
-    if signature not in function.overloads:
-        function.compile(signature)
-    enter = function.overloads[signature].entry_point
-
-    counters = traffic.OPEN
-    if totals is None:  # the library's own call: nothing to count
-        divide, handles, calls = rest
+        calls = bind.calls
+        enter = _entry(allreduce_library, work, (divide, handles, calls))
 
         def library(send, recv):
             err = enter(send, recv, divide, handles, calls)
@@ -101,16 +75,39 @@ def _runner(function, work: np.ndarray, rest: tuple, totals: tuple | None) -> Ru
                 raise MPI.Exception(err)
 
         return library
-    tmp, reqs, plan, op, divide, handles, calls = rest
+    plan = compile_rounds(ALLREDUCE_ROUNDS[algorithm](work, lib), work.itemsize)
+    if plan.packed is None:
+        return None
+    # its own scratch and requests: one call at a time holds the communicator
+    tmp, reqs = np.empty(plan.scratch, work.dtype), np.empty(max(plan.packed[1], 1), bind.handle)
+    packed, code, handles, calls, totals = plan.packed, OP_CODES[op], lib.native_handles, bind.calls, plan.traffic
+    enter = _entry(allreduce_plan, work, (tmp, reqs, packed, code, divide, handles, calls))
+    counters = traffic.OPEN
 
     def ours(send, recv):
-        err = enter(send, recv, tmp, reqs, plan, op, divide, handles, calls)
+        err = enter(send, recv, tmp, reqs, packed, code, divide, handles, calls)
         if err:
             raise MPI.Exception(err)
         if counters.active:
             traffic.record(*totals)
 
     return ours
+
+
+def _entry(function, work: np.ndarray, rest: tuple):
+    """The compiled ``function(send, recv, *rest)`` for exactly these argument types, entered past the dispatcher.
+
+    Numba's dispatcher resolves the types of every call (0.8 us a call on
+    the dev VM, against 0.4 entered directly).  The caller stands in for
+    it: :func:`attempt` has checked that ``send`` and ``recv`` are
+    one-dimensional, C-contiguous, aligned arrays of ``work``'s dtype, and
+    ``recv`` writeable.
+    """
+    array = numba.types.Array(numba.from_dtype(work.dtype), 1, "C")
+    signature = (array.copy(readonly=True), array) + tuple(numba.typeof(a) for a in rest)
+    if signature not in function.overloads:
+        function.compile(signature)
+    return function.overloads[signature].entry_point
 
 
 def attempt(sendbuf: np.ndarray, recvbuf, op, algorithm, comm) -> np.ndarray | None:
