@@ -11,12 +11,15 @@ from .runtime import traffic
 from .runtime.api import allgather, allreduce, broadcast, reduce_scatter
 from .runtime.communicator import set_check
 from .runtime.pending import Pending, allreduce_start
+from .runtime.persistent import PersistentAllreduce, allreduce_init
 from .runtime.registry import ALGORITHMS
 
 __all__ = [
     "allreduce",
     "allreduce_start",
     "Pending",
+    "allreduce_init",
+    "PersistentAllreduce",
     "allgather",
     "reduce_scatter",
     "broadcast",

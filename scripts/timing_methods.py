@@ -8,6 +8,9 @@ For each size, interleaved in rounds so that drift hits all alike:
 - ``ours``: a plain loop of back-to-back ``collectives.allreduce(algorithm="mpi")`` calls (our wrapper
   around the same call: argument checks, dispatch);
 - ``auto``: the same loop of ``collectives.allreduce(algorithm="auto")``: our hand-written algorithms;
+- ``persistent``, ``persistent_auto`` and ``raw_persistent``: loops of ``run()`` of our
+  ``collectives.allreduce_init`` (``"mpi"`` and ``auto``), and of mpi4py's own persistent
+  ``comm.Allreduce_init`` (``Start`` then ``Wait``, MPI 4);
 - ``bench loop`` and ``bench barrier``: ``collectives.bench``'s ``mpi`` row with ``--timing loop`` and
   ``--timing barrier`` (its own calls, warm-up and blocks).
 
@@ -73,11 +76,18 @@ def main() -> int:
             x[...] = 1.0
             y = at_page_offset(x.size, np.float32)
             calls = max(10, min(args.calls, int(args.calls * 16384 / nbytes)))
+            ours_persistent = collectives.allreduce_init(x, y, algorithm="mpi", comm=world)
+            auto_persistent = collectives.allreduce_init(x, y, comm=world)
+            raw_persistent = raw.Allreduce_init(x, y)
             methods = {
                 "raw": lambda: _plain(lambda: raw.Allreduce(x, y), calls, world),
                 "ours": lambda: _plain(lambda: collectives.allreduce(x, y, algorithm="mpi", comm=world), calls,
                                        world),
                 "auto": lambda: _plain(lambda: collectives.allreduce(x, y, comm=world), calls, world),
+                "persistent": lambda: _plain(ours_persistent.run, calls, world),
+                "persistent_auto": lambda: _plain(auto_persistent.run, calls, world),
+                "raw_persistent": lambda: _plain(lambda: (raw_persistent.Start(), raw_persistent.Wait()), calls,
+                                                 world),
                 "bench_loop": lambda: _bench(nbytes, "loop", calls, world),
                 "bench_barrier": lambda: _bench(nbytes, "barrier", calls, world),
             }
@@ -87,10 +97,15 @@ def main() -> int:
             for _ in range(args.rounds):
                 for name, run in methods.items():
                     times[name].append(run())
+            raw_persistent.Free()
             us = {name: float(np.median(t)) * 1e6 for name, t in times.items()}
             rows.append({"bytes": x.nbytes, "calls": calls, **{f"{k}_us": v for k, v in us.items()},
                          "ours_vs_raw": us["ours"] / us["raw"], "auto_vs_raw": us["auto"] / us["raw"],
                          "bench_loop_vs_raw": us["bench_loop"] / us["raw"],
+                         "persistent_vs_raw": us["persistent"] / us["raw"],
+                         "persistent_auto_vs_raw": us["persistent_auto"] / us["raw"],
+                         "persistent_vs_raw_persistent": us["persistent"] / us["raw_persistent"],
+                         "persistent_auto_vs_raw_persistent": us["persistent_auto"] / us["raw_persistent"],
                          "bench_loop_vs_ours": us["bench_loop"] / us["ours"],
                          "barrier_vs_loop": us["bench_barrier"] / us["bench_loop"]})
     raw.Free()
@@ -105,6 +120,14 @@ def main() -> int:
                   f"{r['bench_loop_us']:>8.2f} {r['bench_barrier_us']:>10.2f} {r['ours_vs_raw']:>9.2f} "
                   f"{r['auto_vs_raw']:>9.2f} {r['bench_loop_vs_raw']:>9.2f} {r['bench_loop_vs_ours']:>9.2f} "
                   f"{r['barrier_vs_loop']:>12.2f}")
+        print("# persistent: ours = allreduce_init(...).run(), raw = mpi4py's Allreduce_init Start + Wait")
+        print(f"{'bytes':>9} {'raw us':>8} {'ours us':>8} {'auto us':>8} {'ours/raw':>9} {'auto/raw':>9} "
+              f"{'ours/call raw':>13} {'auto/call raw':>13}")
+        for r in rows:
+            print(f"{format_size(r['bytes']):>9} {r['raw_persistent_us']:>8.2f} {r['persistent_us']:>8.2f} "
+                  f"{r['persistent_auto_us']:>8.2f} {r['persistent_vs_raw_persistent']:>9.2f} "
+                  f"{r['persistent_auto_vs_raw_persistent']:>9.2f} {r['persistent_vs_raw']:>13.2f} "
+                  f"{r['persistent_auto_vs_raw']:>13.2f}")
         if args.json:
             with open(args.json, "w") as f:
                 json.dump({"environment": env, "options": vars(args), "records": rows}, f, indent=1)

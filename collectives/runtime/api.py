@@ -39,7 +39,8 @@ def _resolve(family: str, algorithm: str, count: int, buf, lib) -> tuple[str | N
 
 
 #: Call kinds, the first integer of a call's signature (see :func:`collectives.runtime.communicator.agree`).
-_KINDS = ("allreduce", "allreduce_start", "allgather", "reduce_scatter", "broadcast")
+_KINDS = ("allreduce", "allreduce_start", "allgather", "reduce_scatter", "broadcast", "allreduce_init",
+          "allreduce_run")
 
 
 def _code(names: tuple, name) -> int:
@@ -58,7 +59,7 @@ def _settle(lib, kind: str, count: int, buf, op: str | None, algorithm, local_er
     if name is not None and not isinstance(name, str):
         local_error = local_error or f"name must be a str, got {type(name).__name__}"
     if check_enabled():
-        family = "allreduce" if kind == "allreduce_start" else kind
+        family = "allreduce" if kind.startswith("allreduce") else kind
         dtype = getattr(buf, "dtype", None)
         signature = (
             _KINDS.index(kind), count, -1 if dtype is None else ord(dtype.kind) << 8 | dtype.itemsize,
@@ -146,8 +147,8 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
 def _prepare(kind: str, sendbuf, recvbuf, op, algorithm, lib, name: str | None = None):
     """An all-reduce's validation (collective), the algorithm, and the send buffer copied into the work buffer.
 
-    ``kind``: ``"allreduce"`` or ``"allreduce_start"`` (the check tells
-    them apart).  Returns ``(algorithm, work, recvbuf)``; ``work`` is None
+    ``kind``: ``"allreduce"``, ``"allreduce_start"`` or ``"allreduce_init"``
+    (the check tells them apart).  Returns ``(algorithm, work, recvbuf)``; ``work`` is None
     when there is nothing to reduce (zero elements).
     """
     in_place = recvbuf is sendbuf
