@@ -10,7 +10,7 @@ For each size, interleaved in rounds so that drift hits all alike:
 - ``auto``: the same loop of ``collectives.allreduce(algorithm="auto")``: our hand-written algorithms;
 - ``persistent``, ``persistent_auto`` and ``raw_persistent``: loops of ``run()`` of our
   ``collectives.allreduce_init`` (``"mpi"`` and ``auto``), and of mpi4py's own persistent
-  ``comm.Allreduce_init`` (``Start`` then ``Wait``, MPI 4);
+  ``comm.Allreduce_init`` (``Start`` then ``Wait``, MPI 4; NaN where the library lacks it);
 - ``bench loop`` and ``bench barrier``: ``collectives.bench``'s ``mpi`` row with ``--timing loop`` and
   ``--timing barrier`` (its own calls, warm-up and blocks).
 
@@ -47,6 +47,14 @@ def _plain(call, calls: int, comm) -> float:
     return comm.allreduce((time.perf_counter() - t0) / calls) / comm.Get_size()
 
 
+def _library_persistent(comm, x, y):
+    """mpi4py's persistent all-reduce of ``x`` into ``y``, or None where the MPI lacks it (before MPI 4)."""
+    try:
+        return comm.Allreduce_init(x, y)
+    except (NotImplementedError, MPI.Exception):
+        return None
+
+
 def _bench(nbytes: int, timing: str, repeats: int, comm) -> float:
     args = bench.parse_args(["--min-bytes", str(nbytes), "--max-bytes", str(nbytes), "--algorithms", "mpi",
                              "--timing", timing, "--repeats", str(repeats), "--warmup", "2", "--quiet"])
@@ -78,7 +86,7 @@ def main() -> int:
             calls = max(10, min(args.calls, int(args.calls * 16384 / nbytes)))
             ours_persistent = collectives.allreduce_init(x, y, algorithm="mpi", comm=world)
             auto_persistent = collectives.allreduce_init(x, y, comm=world)
-            raw_persistent = raw.Allreduce_init(x, y)
+            raw_persistent = _library_persistent(raw, x, y)
             methods = {
                 "raw": lambda: _plain(lambda: raw.Allreduce(x, y), calls, world),
                 "ours": lambda: _plain(lambda: collectives.allreduce(x, y, algorithm="mpi", comm=world), calls,
@@ -86,8 +94,9 @@ def main() -> int:
                 "auto": lambda: _plain(lambda: collectives.allreduce(x, y, comm=world), calls, world),
                 "persistent": lambda: _plain(ours_persistent.run, calls, world),
                 "persistent_auto": lambda: _plain(auto_persistent.run, calls, world),
-                "raw_persistent": lambda: _plain(lambda: (raw_persistent.Start(), raw_persistent.Wait()), calls,
-                                                 world),
+                **({} if raw_persistent is None else {
+                    "raw_persistent": lambda: _plain(lambda: (raw_persistent.Start(), raw_persistent.Wait()),
+                                                     calls, world)}),
                 "bench_loop": lambda: _bench(nbytes, "loop", calls, world),
                 "bench_barrier": lambda: _bench(nbytes, "barrier", calls, world),
             }
@@ -97,8 +106,10 @@ def main() -> int:
             for _ in range(args.rounds):
                 for name, run in methods.items():
                     times[name].append(run())
-            raw_persistent.Free()
+            if raw_persistent is not None:
+                raw_persistent.Free()
             us = {name: float(np.median(t)) * 1e6 for name, t in times.items()}
+            us.setdefault("raw_persistent", float("nan"))
             rows.append({"bytes": x.nbytes, "calls": calls, **{f"{k}_us": v for k, v in us.items()},
                          "ours_vs_raw": us["ours"] / us["raw"], "auto_vs_raw": us["auto"] / us["raw"],
                          "bench_loop_vs_raw": us["bench_loop"] / us["raw"],
