@@ -50,14 +50,14 @@ class PersistentAllreduce:
         if self._run is None:  # nothing compiled: the ordinary call, which checks itself
             return allreduce(self.sendbuf, self.recvbuf, op=self.op, algorithm=self.algorithm, comm=self._comm)
         lib = self._lib
-        if check_enabled():
-            send = self.sendbuf
-            _settle(lib, "allreduce_run", send.size, send, self.op, self.algorithm, None,
-                    in_place=self.recvbuf is send)
         lock = lib.lock
         if not lock.acquire(False):
             lib.in_use.acquire()  # raises: another thread holds the communicator
         try:
+            if check_enabled():
+                send = self.sendbuf
+                _settle(lib, "allreduce_run", send.size, send, self.op, self.algorithm, None,
+                        in_place=self.recvbuf is send)
             self._run(self._send, self._recv)
         finally:
             lock.release()
