@@ -33,10 +33,9 @@ class _Counters(threading.local):
         self.active: list[Traffic] = []
 
 
-_local = _Counters()
 #: This thread's open counters (``OPEN.active``, a list): a caller on a hot path tests it before
 #: calling :func:`record`.
-OPEN = _local
+OPEN = _Counters()
 
 
 @contextmanager
@@ -50,7 +49,7 @@ def count() -> Iterator[Traffic]:
     >>> t.bytes_sent                                     # doctest: +SKIP
     """
     t = Traffic()
-    active = _local.active
+    active = OPEN.active
     active.append(t)
     try:
         yield t
@@ -60,7 +59,7 @@ def count() -> Iterator[Traffic]:
 
 def record(sent: int, received: int, bytes_sent: int, bytes_received: int, rounds: int = 1) -> None:
     """Add ``rounds`` rounds' traffic to every counter open in this thread (called by the engine)."""
-    for t in _local.active:
+    for t in OPEN.active:
         t.messages_sent += sent
         t.messages_received += received
         t.bytes_sent += bytes_sent

@@ -24,8 +24,10 @@ it into its own rows; the padding's gradient is dropped.
 
 from __future__ import annotations
 
+import math
 import time
 from functools import lru_cache
+from itertools import accumulate
 from typing import NamedTuple
 
 import numpy as np
@@ -192,12 +194,11 @@ class HaloExchange:
         after them, and the received arrays are views of it.
         """
         t = time.perf_counter()
-        sizes = [v.size for v in data] + [int(np.prod(shape)) for shape in shapes]
-        at = np.cumsum([0] + sizes)
-        arena = np.empty(int(at[-1]), dtype)
+        at = tuple(accumulate([v.size for v in data] + [math.prod(shape) for shape in shapes], initial=0))
+        arena = np.empty(at[-1], dtype)
         for j, piece in enumerate(data):
             arena[at[j] : at[j + 1]].reshape(piece.shape)[...] = piece
-        execute(_round(tuple(dests), tuple(sources), tuple(int(o) for o in at)), arena, comm)
+        execute(_round(tuple(dests), tuple(sources), at), arena, comm)
         first = len(data)
         self.seconds += time.perf_counter() - t
         return [arena[at[first + i] : at[first + i + 1]].reshape(shape) for i, shape in enumerate(shapes)]
