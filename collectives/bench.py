@@ -50,12 +50,38 @@ from .runtime.buffers import at_page_offset
 from .runtime.communicator import check_enabled, library_comm, unchecked
 from .runtime.registry import ALGORITHMS
 
+#: ``_RUN[collective](algorithm, comm)``: one of our algorithms' call ``f(x, y)`` on :func:`_buffers`' buffers.
 _RUN = {
-    "allreduce": lambda x, y, alg, comm: api.allreduce(x, y, algorithm=alg, comm=comm),
-    "allgather": lambda x, y, alg, comm: api.allgather(x, y, algorithm=alg, comm=comm),
-    "reduce_scatter": lambda x, y, alg, comm: api.reduce_scatter(x, y, algorithm=alg, comm=comm),
-    "broadcast": lambda x, y, alg, comm: api.broadcast(x, 0, algorithm=alg, comm=comm),
+    "allreduce": lambda alg, comm: lambda x, y: api.allreduce(x, y, algorithm=alg, comm=comm),
+    "allgather": lambda alg, comm: lambda x, y: api.allgather(x, y, algorithm=alg, comm=comm),
+    "reduce_scatter": lambda alg, comm: lambda x, y: api.reduce_scatter(x, y, algorithm=alg, comm=comm),
+    "broadcast": lambda alg, comm: lambda x, y: api.broadcast(x, 0, algorithm=alg, comm=comm),
 }
+
+
+#: What the ``mpi`` row times, for the output's header.
+MPI_ROW = "the library's own collective called through mpi4py (as OSU times it), on our duplicate communicator"
+
+
+def library_call(collective: str, lib: MPI.Comm, n: int):
+    """The ``mpi`` row's call ``f(x, y)``: the library's own collective through mpi4py, as OSU times it.
+
+    On ``lib`` (the library's duplicate of the communicator), the sum of
+    :func:`_buffers`' buffers for a vector of ``n`` elements, with none of
+    our wrapper around it: ``api``'s ``algorithm="mpi"`` adds our checks
+    and dispatch (timed by ``scripts/timing_methods.py``).
+    """
+    if collective == "allreduce":
+        return lambda x, y: lib.Allreduce(x, y)
+    if collective == "allgather":
+        return lambda x, y: lib.Allgather(x, y)
+    if collective == "reduce_scatter":
+        from .algorithms.schedule import partition
+
+        off = partition(n, lib.Get_size())
+        counts = [off[i + 1] - off[i] for i in range(len(off) - 1)]
+        return lambda x, y: lib.Reduce_scatter(x, y, counts)
+    return lambda x, y: lib.Bcast(x, root=0)
 
 
 def bus_factor(collective: str, p: int) -> float:
@@ -210,7 +236,7 @@ def sweep(args, comm: MPI.Comm, progress=None):
     p, rank = comm.Get_size(), comm.Get_rank()
     dtype = np.dtype(args.dtype)
     algs = algorithms(args.collective, args.algorithms)
-    call = _RUN[args.collective]
+    ours, lib = {a: _RUN[args.collective](a, comm) for a in algs}, library_comm(comm)
     plan = sizes(args.min_bytes, args.max_bytes)
     if not plan:
         return []
@@ -228,18 +254,21 @@ def sweep(args, comm: MPI.Comm, progress=None):
             if nbytes not in bufs:
                 bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
             x, y, n = bufs.pop(nbytes) if last else bufs[nbytes]
+            library = library_call(args.collective, lib, n)
+            runs = {a: library if a == "mpi" else ours[a] for a in algs}
             for a in algs:
                 for _ in range(warm):
-                    call(x, y, a, comm)
+                    runs[a](x, y)
             count = share(args.repeats or _repeats(nbytes, args.budget), args.passes)
             blocks, calls = (count, 1) if args.timing == "barrier" else (min(count, BLOCKS), max(1, count // BLOCKS))
             for _ in range(blocks):
                 for i in orders[nbytes].permutation(len(algs)):
                     a = algs[i]
+                    run_ = runs[a]
                     comm.Barrier()
                     t0 = time.perf_counter()
                     for _ in range(calls):
-                        call(x, y, a, comm)
+                        run_(x, y)
                     times[nbytes][a].append((time.perf_counter() - t0) / calls)
             counts[nbytes] += blocks * calls
             if last:
@@ -373,6 +402,7 @@ def main(argv=None) -> int:
         if comm.Get_rank() == 0:
             print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")
             print(f"# timing: {args.timing} ({TIMINGS[args.timing]})")
+            print(f"# mpi: {MPI_ROW}")
             for k, v in env.items():
                 print(f"# {k}: {v}")
             print(_HEAD, flush=True)
@@ -380,7 +410,8 @@ def main(argv=None) -> int:
     if comm.Get_rank() == 0:
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"environment": env, "timing": args.timing, "records": records}, f, indent=1)
+                json.dump({"environment": env, "timing": args.timing, "mpi": MPI_ROW, "records": records}, f,
+                          indent=1)
         if args.output:
             write_hdf5(args.output, env, records)
     return 0

@@ -10,10 +10,27 @@ import pytest
 
 import collectives
 from collectives import bench
-from collectives.runtime.communicator import check_enabled
-from conftest import world
+from collectives.runtime.communicator import check_enabled, library_comm
+from conftest import collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)
+
+
+@pytest.mark.parametrize("nbytes", [4, 4 * 7 + 4, 4096])
+@pytest.mark.parametrize("collective", sorted(collectives.ALGORITHMS))
+def test_the_mpi_row_is_the_librarys_call_with_our_results(collective, nbytes):
+    """The row times the library through mpi4py on the bench's own buffers, and computes what ours do."""
+    comm = world()
+    p, rank = comm.Get_size(), comm.Get_rank()
+    x, y, n = bench._buffers(collective, nbytes, np.dtype(np.float32), p, rank)
+    want_in = x.copy()
+    lib = library_comm(comm)
+    bench.library_call(collective, lib, n)(x, y)
+    got = (x if collective == "broadcast" else y).copy()
+    x[...] = want_in
+    bench._RUN[collective]("mpi", comm)(x, y)
+    want = x if collective == "broadcast" else y
+    collective_assert(comm, got.tobytes() == want.tobytes(), f"{collective} {nbytes} B")
 
 
 @pytest.mark.parametrize("collective", sorted(collectives.ALGORITHMS))
@@ -31,6 +48,7 @@ def test_bench_writes_records(collective, tmp_path_factory):
         algs = collectives.ALGORITHMS[collective]
         assert doc["environment"]["ranks"] == comm.Get_size()
         assert doc["environment"]["check_mode"] == "off"  # timed without the cross-rank argument check
+        assert doc["mpi"] == bench.MPI_ROW
         assert "MPI" in doc["environment"]["mpi_library"] or doc["environment"]["mpi_library"]
         assert len(doc["records"]) == 9 * len(algs)  # sizes 4 B .. 1 KiB
         assert {r["algorithm"] for r in doc["records"]} == set(algs)

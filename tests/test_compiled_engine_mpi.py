@@ -7,8 +7,8 @@ import pytest
 
 import collectives
 from collectives.algorithms.schedule import Round, Send
-from collectives.runtime import auto, engine, native, registry, traffic
-from collectives.runtime.communicator import library_comm, unchecked
+from collectives.runtime import auto, engine, native, registry, repeat, traffic
+from collectives.runtime.communicator import REPEATS, library_comm, unchecked
 from conftest import collective_assert, world
 
 pytestmark = pytest.mark.mpi(min_size=1)
@@ -120,18 +120,16 @@ ALL = SCHEDULED + ["mpi", "auto"]
 @pytest.mark.parametrize("algorithm", ALL)
 def test_repeated_calls_equal_the_whole_path(algorithm):
     comm = world()
-    lib = library_comm(comm)
     dtype = "float32"
     for n, op in ((1, "sum"), (3, "min"), (1009, "avg"), (1009, "prod")):
         x = _input(n, dtype, comm.Get_rank())
         if op == "prod":
             x = np.abs(x) + np.float32(0.5)
         want = collectives.allreduce(x, algorithm=algorithm, op=op, comm=comm)  # check on: the whole path
-        key = (x.dtype, x.size, op, algorithm)
         with unchecked():
-            lib.repeats.pop(key, None)
+            REPEATS.pop(repeat.signature(comm, x, op, algorithm), None)
             first = collectives.allreduce(x, algorithm=algorithm, op=op, comm=comm)
-            kept = key in lib.repeats
+            kept = repeat.kept(comm, x, op, algorithm) is not None
             fresh = collectives.allreduce(x, algorithm=algorithm, op=op, comm=comm)
             out = np.full_like(x, np.nan)
             into = collectives.allreduce(x, out, algorithm=algorithm, op=op, comm=comm)
@@ -151,7 +149,7 @@ def test_a_repeat_with_a_bad_buffer_takes_the_whole_path_and_raises(algorithm):
     x = np.ones(8, np.float32)
     with unchecked():
         collectives.allreduce(x, algorithm=algorithm, comm=comm)
-        assert (x.dtype, 8, "sum", algorithm) in library_comm(comm).repeats
+        assert repeat.kept(comm, x, "sum", algorithm) is not None
         strided = np.ones(16, np.float32)[::2]
         readonly = np.ones(8, np.float32)
         readonly.flags.writeable = False
@@ -163,11 +161,15 @@ def test_a_repeat_with_a_bad_buffer_takes_the_whole_path_and_raises(algorithm):
             (x, np.ones(8, np.float64), "dtype"),
             (x, np.ones(7, np.float32), "elements"),
             (x, x[::-1].copy()[::-1], "not C-contiguous"),
+            (x, [0.0] * 8, "recvbuf must be"),
         ):
             with pytest.raises(collectives.CollectiveError, match=match):
                 collectives.allreduce(send, recv, algorithm=algorithm, comm=comm)
         np.testing.assert_array_equal(collectives.allreduce(x, algorithm=algorithm, comm=comm),
                                       np.full(8, comm.Get_size(), np.float32))
+        subclass = np.zeros(8, np.float32).view(np.recarray)  # not ndarray exactly: the whole path takes it
+        assert collectives.allreduce(x, subclass, algorithm=algorithm, comm=comm) is subclass
+        np.testing.assert_array_equal(subclass, np.full(8, comm.Get_size(), np.float32))
 
 
 def test_repeats_count_their_traffic():
@@ -184,12 +186,12 @@ def test_repeats_count_their_traffic():
 
 def test_a_new_profile_forgets_the_repeats():
     comm = world()
-    lib = library_comm(comm)
+    x = np.ones(4, np.float32)
     with unchecked():
-        collectives.allreduce(np.ones(4, np.float32), comm=comm)
-    assert lib.repeats
+        collectives.allreduce(x, comm=comm)
+    assert repeat.kept(comm, x, "sum", "auto") is not None
     auto.set_profile(auto.current_profile())
-    assert not lib.repeats
+    assert repeat.kept(comm, x, "sum", "auto") is None
 
 
 def test_a_freed_communicator_is_forgotten():
@@ -203,14 +205,61 @@ def test_a_freed_communicator_is_forgotten():
 
 def test_a_misaligned_repeat_takes_the_whole_path_and_keeps_the_runner():
     comm = world()
-    lib = library_comm(comm)
     raw = np.zeros(4 * 8 + 1, np.uint8)
     misaligned = raw[1:].view(np.float32)  # 8 float32 one byte past an aligned address
     assert not misaligned.flags.aligned
     misaligned[...] = 1.0
     with unchecked():
         collectives.allreduce(np.ones(8, np.float32), algorithm="mpi", comm=comm)
-        kept = lib.repeats[(misaligned.dtype, 8, "sum", "mpi")]
+        kept = repeat.kept(comm, misaligned, "sum", "mpi")
         got = collectives.allreduce(misaligned, algorithm="mpi", comm=comm)
-        assert lib.repeats[(misaligned.dtype, 8, "sum", "mpi")] is kept
+        assert repeat.kept(comm, misaligned, "sum", "mpi") == kept
     np.testing.assert_array_equal(got, np.full(8, comm.Get_size(), np.float32))
+
+
+@pytest.mark.parametrize("algorithm", ["recursive_doubling", "mpi"])
+def test_a_kept_array_changed_in_place_takes_the_whole_path(algorithm):
+    """The same array objects as the kept call, changed since: the compiled checks read them anew."""
+    comm = world()
+    p = comm.Get_size()
+    with unchecked():
+        send, recv = np.ones(8, np.float32), np.zeros(8, np.float32)
+        collectives.allreduce(send, recv, algorithm=algorithm, comm=comm)
+        recv.flags.writeable = False
+        with pytest.raises(collectives.CollectiveError, match="read-only"):
+            collectives.allreduce(send, recv, algorithm=algorithm, comm=comm)
+        recv = np.zeros(8, np.float32)
+        collectives.allreduce(send, recv, algorithm=algorithm, comm=comm)
+        recv.dtype = np.int32  # the same memory, re-typed: same size, another dtype
+        with pytest.raises(collectives.CollectiveError, match="dtype"):
+            collectives.allreduce(send, recv, algorithm=algorithm, comm=comm)
+        grid = np.ones((2, 4), np.float32)
+        collectives.allreduce(grid, grid, algorithm=algorithm, comm=comm)
+        grid.shape = (4, 2)  # reshaped in place: still C-contiguous, still runs
+        np.testing.assert_array_equal(collectives.allreduce(grid, grid, algorithm=algorithm, comm=comm),
+                                      np.full((4, 2), p * p, np.float32))
+        grid.strides = (4, 16)  # now a transposed view of the same memory
+        with pytest.raises(collectives.CollectiveError, match="not C-contiguous"):
+            collectives.allreduce(grid, grid, algorithm=algorithm, comm=comm)
+
+
+def test_a_freed_communicators_repeats_are_dropped():
+    comm = world().Dup()
+    x = np.ones(4, np.float32)
+    with unchecked():
+        collectives.allreduce(x, algorithm="ring", comm=comm)
+    assert repeat.kept(comm, x, "sum", "ring") is not None
+    comm.Free()
+    assert not [key for key, entry in REPEATS.items() if entry[0] is comm]
+
+
+def test_only_the_librarys_all_reduce_is_kept_from_the_largest_size():
+    comm = world()
+    x = _input(repeat.LARGEST // 4 + 3, "float32", comm.Get_rank())
+    want = collectives.allreduce(x, algorithm="mpi", comm=comm)
+    with unchecked():
+        for algorithm in ("mpi", "ring"):
+            collectives.allreduce(x, algorithm=algorithm, comm=comm)
+        assert repeat.kept(comm, x, "sum", "ring") is None
+        assert repeat.kept(comm, x, "sum", "mpi") is not None
+        _bits_equal(comm, collectives.allreduce(x, algorithm="mpi", comm=comm), want, "mpi, 1 MiB + 12 B")

@@ -79,3 +79,25 @@ def test_runs_without_the_check_send_no_agreement():
     with unchecked():
         got = step.run()
     np.testing.assert_array_equal(got, np.full(4, comm.Get_size(), np.float32))
+
+
+@pytest.mark.parametrize("checked", [True, False])
+@pytest.mark.parametrize("algorithm", ["ring", "mpi"])
+def test_a_run_refuses_buffers_changed_since_the_init(algorithm, checked):
+    """Every rank changes its receive buffer alike, so every rank raises, with the check mode or without."""
+    comm = world()
+    send, recv = np.ones(6, np.float32), np.zeros(6, np.float32)
+    step = collectives.allreduce_init(send, recv, algorithm=algorithm, comm=comm)
+    recv.flags.writeable = False
+    with pytest.raises(collectives.CollectiveError, match="recvbuf of a persistent all-reduce changed"):
+        if checked:
+            step.run()
+        else:
+            with unchecked():
+                step.run()
+    recv.flags.writeable = True
+    send.dtype = np.int32  # re-typed in place
+    with pytest.raises(collectives.CollectiveError, match="sendbuf of a persistent all-reduce changed"):
+        step.run()
+    send.dtype = np.float32
+    np.testing.assert_array_equal(step.run(), np.full(6, comm.Get_size(), np.float32))

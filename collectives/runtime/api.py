@@ -137,10 +137,9 @@ def allreduce(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=None):
         if work is not None:
             FAMILIES["allreduce"][name](work, arithmetic_op(op), lib)
             _finish(work, recvbuf, op, lib.Get_size())
-            if type(sendbuf) is np.ndarray and not communicator.check_enabled():
-                key = (sendbuf.dtype, sendbuf.size, op, algorithm)
-                if key not in lib.repeats:  # a repeat refused (misaligned buffers, say) keeps its runner
-                    repeat.keep(lib.repeats, key, repeat.runner(name, op, work, lib))
+            if (type(sendbuf) is np.ndarray and not communicator.check_enabled()
+                    and repeat.kept(comm, sendbuf, op, algorithm) is None):  # a refused repeat keeps its runner
+                repeat.keep(comm, lib, sendbuf, op, algorithm, repeat.runner(name, op, work, lib, sendbuf.dtype))
     return recvbuf
 
 

@@ -22,6 +22,8 @@ def _free_duplicate(comm, keyval, dup) -> None:
     """A user's communicator is being freed: free the library's duplicate of it (and, so, its pending pool)."""
     for key in [key for key, (_, kept) in KNOWN.items() if kept is dup]:
         KNOWN.pop(key, None)
+    for key in [key for key, kept in REPEATS.items() if kept[1] is dup]:
+        REPEATS.pop(key, None)
     dup.Free()
 
 
@@ -29,6 +31,10 @@ def _free_duplicate(comm, keyval, dup) -> None:
 #: ``Get_attr`` (0.7 us on the dev VM).  Holding the communicator keeps its id from being reused;
 #: freeing it drops the entry (:func:`_free_duplicate`).
 KNOWN: dict[int, tuple] = {}
+
+#: ``(id(communicator), dtype number, size, op, algorithm) -> (communicator, library duplicate, *runner)``:
+#: the repeated all-reduces (:mod:`collectives.runtime.repeat`), dropped with their communicator.
+REPEATS: dict[tuple, tuple] = {}
 
 
 _KEYVAL = MPI.Comm.Create_keyval(delete_fn=_free_duplicate)
@@ -153,8 +159,6 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
         dup.check_buf = np.empty(2, np.int64)
         bind = native.binding()
         dup.native_handles = None if bind is None else native.handles(dup, bind)
-        dup.repeats = {}
-        dup.disjoint = (None, None)
         dup.lock = dup.in_use.lock
         comm.Set_attr(_KEYVAL, dup)
         threads.configure_once(local_size, bound if local_size > 1 else None)
@@ -163,9 +167,8 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
 
 
 def forget_repeats() -> None:
-    """Empty every communicator's table of repeated calls (:mod:`collectives.runtime.repeat`)."""
-    for _, lib in list(KNOWN.values()):
-        lib.repeats.clear()
+    """Forget every repeated all-reduce (:mod:`collectives.runtime.repeat`)."""
+    REPEATS.clear()
 
 
 #: Nonblocking all-reduces in flight at once per communicator, each on its own duplicate.
@@ -233,15 +236,12 @@ class _LibraryComm(MPI.Intracomm):
     on this communicator (see :func:`hold`).  ``check_buf``: the two integers
     :func:`agree` reduces, kept so that a check allocates nothing.
     ``native_handles``: the handles the compiled engine passes to MPI
-    (:func:`collectives.runtime.native.handles`), or None.  ``repeats``:
-    the runners of repeated all-reduces (:mod:`collectives.runtime.repeat`);
-    ``disjoint``: the last send and receive buffers found not to overlap;
-    ``lock``: ``in_use``'s lock, taken directly on the repeated path (0.1 us
-    against 0.4 through ``hold``).
+    (:func:`collectives.runtime.native.handles`), or None.  ``lock``:
+    ``in_use``'s lock, taken directly on the repeated path (0.1 us against
+    0.4 through ``hold``).
     """
 
-    __slots__ = ("ranks_per_node", "decisions", "in_use", "lock", "check_buf", "native_handles", "repeats",
-                 "disjoint")
+    __slots__ = ("ranks_per_node", "decisions", "in_use", "lock", "check_buf", "native_handles")
 
 
 class _Exclusive:

@@ -24,12 +24,15 @@ Layout of the packed plan, one record after another::
 from __future__ import annotations
 
 import numpy as np
-from numba import njit
+from numba import carray, njit, types
+from numba.extending import overload
 
+from .array_layout import ALIGNED, C_CONTIGUOUS, WRITEABLE, address
 from .native import (ALLREDUCE, IN_PLACE, IRECV, ISEND, STATUS_IGNORE, WAIT, WAITALL, call2, call3, call6,
-                     call7)
+                     call7, pointer)
 
-__all__ = ["pack", "run", "allreduce_plan", "allreduce_library", "OP_CODES"]
+__all__ = ["pack", "run", "allreduce_repeat", "OP_CODES", "REPEAT_DTYPES", "PLAN", "LIBRARY", "REFUSED",
+           "STATE_SLOTS"]
 
 #: Op name -> the code :func:`run` takes.
 OP_CODES = {"sum": 0, "prod": 1, "min": 2, "max": 3}
@@ -145,25 +148,80 @@ def _divide(recv, divide):
         recv[i] = recv[i] / divide
 
 
-@njit(nogil=True, cache=True)
-def allreduce_plan(send, recv, tmp, reqs, plan, op, divide, handles, calls):
-    """A whole all-reduce by a packed plan: copy ``send`` in, :func:`run`, divide by ``divide`` if not 0."""
-    _start(send, recv)
-    err = run(recv, tmp, reqs, plan, op, handles, calls)
-    if err == 0 and divide:
-        _divide(recv, divide)
-    return err
+#: The dtypes a repeated all-reduce is compiled for; its token is ``2 * index + (8-byte handles)``.
+REPEAT_DTYPES = tuple(np.dtype(t) for t in ("float32", "float64", "int32", "int64"))
+#: What :func:`allreduce_repeat` runs: a packed plan, or the library's ``MPI_Allreduce``.
+PLAN, LIBRARY = 0, 1
+#: :func:`allreduce_repeat`'s answer for buffers it will not run on (MPI's error codes are not negative).
+REFUSED = -1
+#: Slots of a repeat's state (int64): what, elements, ``id(np.ndarray)``, ``id(dtype)``, op code, divisor
+#: (0: none), then addresses: scratch (and its elements), requests (and their count), packed plan (and its
+#: length), ``[communicator, MPI_BYTE, datatype, op]`` handles, :attr:`~collectives.runtime.native.Binding.calls`.
+(S_KIND, S_N, S_ARRAY, S_DESCR, S_OP, S_DIVIDE, S_TMP, S_TMP_N, S_REQS, S_REQS_N, S_PLAN, S_PLAN_N, S_HANDLES,
+ S_CALLS, STATE_SLOTS) = range(15)
+
+
+def _elements(at, n, token):
+    """``n`` elements of the token's dtype at address ``at`` (compiled only)."""
+
+
+@overload(_elements, inline="always")
+def _elements_typed(at, n, token):
+    if isinstance(token, types.IntegerLiteral):
+        kind = REPEAT_DTYPES[token.literal_value // 2].type
+        return lambda at, n, token: carray(pointer(at, kind), n)
+    return None
+
+
+def _handle_array(at, n, token):
+    """``n`` handles of the token's width at address ``at`` (compiled only)."""
+
+
+@overload(_handle_array, inline="always")
+def _handle_array_typed(at, n, token):
+    if isinstance(token, types.IntegerLiteral):
+        kind = np.int64 if token.literal_value % 2 else np.int32
+        return lambda at, n, token: carray(pointer(at, kind), n)
+    return None
 
 
 @njit(nogil=True, cache=True)
-def allreduce_library(send, recv, divide, handles, calls):
-    """A whole all-reduce by the library's ``MPI_Allreduce``, in place on ``recv``.
+def allreduce_repeat(send_obj, recv_obj, at, token):
+    """A repeated all-reduce from ``id(sendbuf)`` into ``id(recvbuf)``, by the state at address ``at``.
 
-    ``handles``: ``[communicator, MPI_BYTE, datatype, op]``.
+    :data:`REFUSED`, with nothing sent, unless both are numpy arrays of the
+    state's dtype object and size, C-contiguous and aligned, ``recvbuf``
+    writeable, and they are one array or do not overlap
+    (:func:`collectives.runtime.array_layout.address`).  Else it runs the
+    library's ``MPI_Allreduce`` (out of place, as mpi4py's
+    ``comm.Allreduce``), or copies the send buffer into the receive buffer
+    and runs the packed plan on it; then divides for ``avg``.  It returns
+    0, or the first MPI error code.  ``token``, a literal, selects
+    the dtype and handle width the state was made for.
     """
-    _start(send, recv)
-    err = call6(calls[ALLREDUCE], calls[IN_PLACE], recv.ctypes.data, np.int32(recv.size), handles[2], handles[3],
-                handles[0])
+    state = carray(pointer(at, np.int64), STATE_SLOTS)
+    n, kind, descr = state[S_N], state[S_ARRAY], state[S_DESCR]
+    recv_at = address(recv_obj, kind, descr, n, C_CONTIGUOUS | ALIGNED | WRITEABLE)
+    if recv_at == 0:
+        return REFUSED
+    recv = _elements(recv_at, n, token)
+    send_at = recv_at
+    if send_obj != recv_obj:
+        send_at = address(send_obj, kind, descr, n, C_CONTIGUOUS | ALIGNED)
+        nbytes = n * recv.itemsize
+        if send_at == 0 or send_at < recv_at + nbytes and recv_at < send_at + nbytes:
+            return REFUSED
+    handles = _handle_array(state[S_HANDLES], 4, token)
+    calls = carray(pointer(state[S_CALLS], np.int64), IN_PLACE + 1)
+    if state[S_KIND] == LIBRARY:  # out of place as mpi4py's comm.Allreduce: the library copies as it likes
+        err = call6(calls[ALLREDUCE], calls[IN_PLACE] if send_at == recv_at else send_at, recv_at, np.int32(n),
+                    handles[2], handles[3], handles[0])
+    else:
+        _start(_elements(send_at, n, token), recv)
+        err = run(recv, _elements(state[S_TMP], state[S_TMP_N], token),
+                  _handle_array(state[S_REQS], state[S_REQS_N], token),
+                  carray(pointer(state[S_PLAN], np.int64), state[S_PLAN_N]), state[S_OP], handles, calls)
+    divide = state[S_DIVIDE]
     if err == 0 and divide:
         _divide(recv, divide)
     return err

@@ -38,7 +38,7 @@ from mpi4py import MPI
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["Binding", "binding", "handles", "ISEND", "IRECV", "WAIT", "WAITALL", "ALLREDUCE", "STATUS_IGNORE",
+__all__ = ["Binding", "binding", "handles", "pointer", "ISEND", "IRECV", "WAIT", "WAITALL", "ALLREDUCE", "STATUS_IGNORE",
            "IN_PLACE"]
 
 #: Slots of :attr:`Binding.calls`: the functions' addresses, then ``MPI_STATUS(ES)_IGNORE`` and ``MPI_IN_PLACE``.
@@ -139,4 +139,15 @@ def call7(typingctx, fn, a0, a1, a2, a3, a4, a5, a6):
     """``MPI_Isend``/``MPI_Irecv(buffer *, count, datatype, peer, tag, comm, request *)``."""
     if _integers(fn, a0, a1, a2, a3, a4, a5, a6):
         return types.int32(fn, a0, a1, a2, a3, a4, a5, a6), _codegen
+    return None
+
+
+@intrinsic
+def pointer(typingctx, address, kind):
+    """``(kind *) address``: an integer address as a pointer to numpy scalar type ``kind`` (for ``numba.carray``)."""
+    if isinstance(address, types.Integer) and isinstance(kind, types.NumberClass):
+        def codegen(context, builder, signature, args):
+            return builder.inttoptr(args[0], context.get_value_type(signature.return_type))
+
+        return types.CPointer(kind.dtype)(address, kind), codegen
     return None
