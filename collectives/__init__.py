@@ -9,7 +9,7 @@ from .algorithms import schedule
 from .errors import CollectiveError
 from .runtime import traffic
 from .runtime.api import allgather, allreduce, broadcast, reduce_scatter
-from .runtime.communicator import set_check
+from .runtime.communicator import cuda_aware, set_check
 from .runtime.pending import Pending, allreduce_start
 from .runtime.persistent import PersistentAllreduce, allreduce_init
 from .runtime.registry import ALGORITHMS
@@ -26,6 +26,7 @@ __all__ = [
     "ALGORITHMS",
     "CollectiveError",
     "set_check",
+    "cuda_aware",
     "schedule",
     "traffic",
 ]

@@ -61,6 +61,9 @@ _RUN = {
 
 #: What the ``mpi`` row times, for the output's header.
 MPI_ROW = "the library's own collective called through mpi4py (as OSU times it), on our duplicate communicator"
+#: ... with ``--memory cuda``: through our ``algorithm="mpi"``, which stages device memory where the MPI is not
+#: CUDA-aware (mpi4py would hand the library a device pointer).
+MPI_ROW_DEVICE = "the library's own collective through our algorithm='mpi' (device memory staged unless CUDA-aware)"
 
 
 def library_call(collective: str, lib: MPI.Comm, n: int):
@@ -151,16 +154,23 @@ def environment(comm: MPI.Comm) -> dict:
         "python": platform.python_version(),
         "numba_threads": numba.get_num_threads(),
         "check_mode": "on" if check_enabled() else "off",
+        "cuda_aware": f"{library_comm(comm).cuda_aware} ({library_comm(comm).cuda_aware_why})",
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
     }
 
 
-def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int):
-    """Send and receive buffers, all at one offset in their pages (numpy's usual).
+def _buffers(collective: str, nbytes: int, dtype: np.dtype, p: int, rank: int, memory: str = "host"):
+    """Send and receive buffers, all at one offset in their pages (numpy's usual); on the GPU for ``"cuda"``.
 
     So that malloc's placement does not decide copy speeds (see
     :func:`collectives.runtime.buffers.at_page_offset`).
     """
+    if memory == "cuda":
+        import cupy
+
+        x, y, n = _buffers(collective, nbytes, dtype, p, rank)
+        gx = cupy.asarray(x)
+        return gx, (gx if y is x else cupy.asarray(y)), n
     n = max(nbytes // dtype.itemsize, 1)
     rng = np.random.default_rng(rank)
 
@@ -252,9 +262,9 @@ def sweep(args, comm: MPI.Comm, progress=None):
     for k, one_pass in enumerate(visits(plan, args.passes, args.warmup), 1):
         for nbytes, warm, last in one_pass:
             if nbytes not in bufs:
-                bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank)
+                bufs[nbytes] = _buffers(args.collective, nbytes, dtype, p, rank, args.memory)
             x, y, n = bufs.pop(nbytes) if last else bufs[nbytes]
-            library = library_call(args.collective, lib, n)
+            library = library_call(args.collective, lib, n) if args.memory == "host" else ours["mpi"]
             runs = {a: library if a == "mpi" else ours[a] for a in algs}
             for a in algs:
                 for _ in range(warm):
@@ -357,6 +367,9 @@ def parser() -> cli.ArgumentParser:
     ap.add_argument("--max-bytes", type=cli.size_arg, metavar="BYTES", default=64 << 20,
                     help="largest size, e.g. 64M (default)")
     ap.add_argument("--dtype", default="float32", choices=["float16", "float32", "float64", "int32", "int64"])
+    ap.add_argument("--memory", choices=["host", "cuda"], default="host",
+                    help="numpy buffers, or cupy buffers on this rank's GPU (messages straight from the device "
+                         "where the MPI is CUDA-aware, else staged; see collectives.cuda_aware)")
     ap.add_argument("--timing", choices=sorted(TIMINGS), default="loop",
                     help="loop: blocks of back-to-back calls after a barrier (default, as nccl-tests and OSU); "
                          "barrier: a barrier before every call")
@@ -388,6 +401,13 @@ def parse_args(argv=None) -> argparse.Namespace:
         algorithms(args.collective, args.algorithms)
     except ValueError as e:
         ap.error(f"--algorithms: {e}")
+    if args.memory == "cuda":
+        try:
+            import cupy
+
+            cupy.cuda.runtime.getDeviceCount()
+        except Exception as e:  # no cupy, no driver, no device: all the same to the user
+            ap.error(f"--memory cuda needs cupy and a usable GPU: {type(e).__name__}: {e}")
     return args
 
 
@@ -402,7 +422,8 @@ def main(argv=None) -> int:
         if comm.Get_rank() == 0:
             print(f"# collectives.bench {args.collective}, {args.dtype}, P={env['ranks']}")
             print(f"# timing: {args.timing} ({TIMINGS[args.timing]})")
-            print(f"# mpi: {MPI_ROW}")
+            print(f"# memory: {args.memory}")
+            print(f"# mpi: {MPI_ROW if args.memory == 'host' else MPI_ROW_DEVICE}")
             for k, v in env.items():
                 print(f"# {k}: {v}")
             print(_HEAD, flush=True)
@@ -410,7 +431,8 @@ def main(argv=None) -> int:
     if comm.Get_rank() == 0:
         if args.json:
             with open(args.json, "w") as f:
-                json.dump({"environment": env, "timing": args.timing, "mpi": MPI_ROW, "records": records}, f,
+                json.dump({"environment": env, "timing": args.timing, "memory": args.memory,
+                           "mpi": MPI_ROW if args.memory == "host" else MPI_ROW_DEVICE, "records": records}, f,
                           indent=1)
         if args.output:
             write_hdf5(args.output, env, records)

@@ -130,8 +130,12 @@ def test_calls_of_every_algorithm_are_timed_interleaved(passes, monkeypatch):
     comm = world()
     ran = []
 
-    def recording(family, run):
-        return lambda x, y, a, c: ran.append((family, a)) or run(x, y, a, c)
+    def recording(family, make):
+        def make_recording(a, c):
+            run = make(a, c)
+            return lambda x, y: ran.append((family, a)) or run(x, y)
+
+        return make_recording
 
     for family, run in list(bench._RUN.items()):
         monkeypatch.setitem(bench._RUN, family, recording(family, run))

@@ -48,7 +48,8 @@ def test_bench_writes_records(collective, tmp_path_factory):
         algs = collectives.ALGORITHMS[collective]
         assert doc["environment"]["ranks"] == comm.Get_size()
         assert doc["environment"]["check_mode"] == "off"  # timed without the cross-rank argument check
-        assert doc["mpi"] == bench.MPI_ROW
+        assert doc["mpi"] == bench.MPI_ROW and doc["memory"] == "host"
+        assert doc["environment"]["cuda_aware"].startswith("False (")  # the suite's MPICH is not CUDA-aware
         assert "MPI" in doc["environment"]["mpi_library"] or doc["environment"]["mpi_library"]
         assert len(doc["records"]) == 9 * len(algs)  # sizes 4 B .. 1 KiB
         assert {r["algorithm"] for r in doc["records"]} == set(algs)

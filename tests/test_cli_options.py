@@ -39,6 +39,19 @@ def test_bench_refuses_bad_options(argv, says, capsys):
     assert says in _refused(bench.parse_args, argv, capsys)
 
 
+def test_bench_refuses_device_memory_without_a_gpu(capsys):
+    try:
+        import cupy
+
+        cupy.cuda.runtime.getDeviceCount()
+        pytest.skip("this machine has cupy and a GPU")
+    except ImportError:
+        pass
+    except Exception:  # cupy without a usable device: refused too
+        pass
+    assert "--memory cuda needs cupy and a usable GPU" in _refused(bench.parse_args, ["--memory", "cuda"], capsys)
+
+
 @pytest.mark.parametrize("argv,says", [
     (["--max-segments", "0"], "--max-segments: expected an integer >= 1"),
     (["--max-pairs", "0"], "--max-pairs: expected an integer >= 1"),

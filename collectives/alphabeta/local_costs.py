@@ -153,17 +153,17 @@ def call_times(comm: MPI.Comm, budget: float, passes: int = 1, families=FAMILIES
     def block(family, iters, warm):
         x, y, _ = bufs[family]
         algs = cost_model.predictable(family)
-        run = _RUN[family]
-        for a in algs:
+        runs = [_RUN[family](a, comm) for a in algs]
+        for run in runs:
             for _ in range(warm):
-                run(x, y, a, comm)
+                run(x, y)
         rows = []
         for _ in range(iters):
             row = [0.0] * len(algs)
             for i in orders[family].permutation(len(algs)):
                 comm.Barrier()
                 t0 = time.perf_counter()
-                run(x, y, algs[i], comm)
+                runs[i](x, y)
                 row[i] = time.perf_counter() - t0
             rows.append(row)
         return np.max(comm.allgather(rows), axis=0).tolist()

@@ -165,20 +165,16 @@ def _prepare(kind: str, sendbuf, recvbuf, op, algorithm, lib, name: str | None =
     _settle(lib, kind, n, sendbuf, op, algorithm, error, name=name)
     if n == 0:
         return chosen, None, recvbuf
-    if B.is_cupy(sendbuf):
-        work = B.to_host(sendbuf)
-    else:
-        work = B.flat(recvbuf)
-        if not in_place:
-            np.copyto(work, B.flat(sendbuf))
+    work = B.flat(recvbuf)
+    if not in_place:
+        B.copy(work, B.flat(sendbuf))
     return chosen, work, recvbuf
 
 
 def _finish(work, recvbuf, op: str, p: int):
-    """The last step of an all-reduce: divide for ``avg``, copy back to a cupy ``recvbuf``."""
+    """The last step of an all-reduce: divide for ``avg``."""
     if op == "avg":
-        np.divide(work, p, out=work)
-    B.from_host(work, recvbuf)
+        B.divide(work, p)
     return recvbuf
 
 
@@ -225,11 +221,10 @@ def _allgather(sendbuf, recvbuf, algorithm, lib):
     if m == 0:
         return recvbuf
     offsets = tuple(range(0, (p + 1) * m, m))
-    work = B.to_host(recvbuf) if B.is_cupy(recvbuf) else B.flat(recvbuf)
+    work = B.flat(recvbuf)
     if not in_place:
-        work[offsets[rank] : offsets[rank + 1]] = B.to_host(sendbuf)
+        B.copy(work[offsets[rank] : offsets[rank + 1]], B.flat(sendbuf))
     FAMILIES["allgather"][name](work, offsets, lib)
-    B.from_host(work, recvbuf)
     return recvbuf
 
 
@@ -282,14 +277,14 @@ def _reduce_scatter(sendbuf, recvbuf, op, algorithm, lib):
         recvbuf = B.flat(sendbuf)[offsets[rank] : offsets[rank + 1]]
     if n == 0:
         return recvbuf
-    send = B.to_host(sendbuf)
-    if in_place and not B.is_cupy(sendbuf):
-        send = send.copy()
-    out = B.to_host(recvbuf) if B.is_cupy(recvbuf) else B.flat(recvbuf)
+    send = B.flat(sendbuf)
+    if in_place:  # the result lands in the send buffer's own block
+        send = B.empty(sendbuf, n)
+        B.copy(send, B.flat(sendbuf))
+    out = B.flat(recvbuf)
     FAMILIES["reduce_scatter"][name](send, out, offsets, arithmetic_op(op), lib)
     if op == "avg":
-        np.divide(out, p, out=out)
-    B.from_host(out, recvbuf)
+        B.divide(out, p)
     return recvbuf
 
 
@@ -329,7 +324,5 @@ def _broadcast(buf, root, algorithm, lib):
     _settle(lib, "broadcast", n, buf, None, algorithm, error or unknown, root=root)
     if n == 0 or p == 1:
         return buf
-    work = B.to_host(buf)
-    FAMILIES["broadcast"][name](work, root, lib)
-    B.from_host(work, buf)
+    FAMILIES["broadcast"][name](B.flat(buf), root, lib)
     return buf

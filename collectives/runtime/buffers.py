@@ -1,24 +1,21 @@
-"""Buffer handling in one place: array kind, validation, and host staging for GPU arrays.
+"""Buffer handling in one place: array kind, validation, allocation and copies, host or device.
 
-Accepted: numpy arrays and cupy arrays, C-contiguous, any shape (treated as
-flat), with a dtype from :data:`collectives.runtime.reduce_ops.DTYPES`.  The MPI on
-our GPU box is not CUDA-aware, so cupy arrays are staged through host memory:
-copied to a numpy array, reduced there, and copied back.
+Accepted: numpy arrays and device arrays with a backend
+(:mod:`collectives.runtime.device`: cupy's, or a registered type),
+C-contiguous, any shape (treated as flat), with a dtype from
+:data:`collectives.runtime.reduce_ops.DTYPES`.  A collective's send and
+receive buffers are of one kind; device arrays stay on the device.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from .device import backend_of, is_device
 from .reduce_ops import DTYPES
 
 _NAMES = ", ".join(str(d) for d in DTYPES)
 _ACCEPTED = frozenset(DTYPES)
-
-
-def is_cupy(a) -> bool:
-    """Whether ``a`` is a cupy array (without importing cupy)."""
-    return type(a) is not np.ndarray and type(a).__module__.split(".")[0] == "cupy"
 
 
 def problem(a, name: str, writes: bool = True) -> str | None:
@@ -27,7 +24,7 @@ def problem(a, name: str, writes: bool = True) -> str | None:
     ``writes``: the collective writes into ``a`` (a receive buffer, or a
     send buffer used in place), so it must be writeable.
     """
-    if not (isinstance(a, np.ndarray) or is_cupy(a)):
+    if not (isinstance(a, np.ndarray) or is_device(a)):
         return f"{name} must be a numpy or cupy array, got {type(a).__name__}"
     if a.dtype not in _ACCEPTED:
         return f"{name} has dtype {a.dtype}; supported dtypes are {_NAMES}"
@@ -48,28 +45,49 @@ def recv_problem(sendbuf, recvbuf, size: int) -> str | None:
         return f"recvbuf has dtype {recvbuf.dtype} but sendbuf has {sendbuf.dtype}"
     if recvbuf.size != size:
         return f"recvbuf has {recvbuf.size} elements, expected {size}"
-    if is_cupy(recvbuf) != is_cupy(sendbuf):
-        return "sendbuf and recvbuf must both be numpy or both be cupy arrays"
+    if backend_of(recvbuf) is not backend_of(sendbuf):
+        return "sendbuf and recvbuf must both be numpy arrays or both device arrays of one type"
     if recvbuf is not sendbuf and _shares_memory(sendbuf, recvbuf):
         return "recvbuf overlaps sendbuf without being it; pass recvbuf=sendbuf for in place"
     return None
 
 
 def _shares_memory(a, b) -> bool:
-    if is_cupy(a):
-        import cupy
+    if type(a) is np.ndarray:
+        return bool(np.shares_memory(a, b))
+    return _overlap(a.__cuda_array_interface__["data"][0], a.nbytes, b.__cuda_array_interface__["data"][0],
+                    b.nbytes)
 
-        return bool(cupy.shares_memory(a, b))
-    return bool(np.shares_memory(a, b))
+
+def _overlap(a: int, a_bytes: int, b: int, b_bytes: int) -> bool:
+    """Whether ``[a, a + a_bytes)`` and ``[b, b + b_bytes)`` meet (contiguous arrays' memory)."""
+    return a_bytes > 0 and b_bytes > 0 and a < b + b_bytes and b < a + a_bytes
 
 
 def empty(like, size: int):
     """A new flat array of ``size`` elements, of ``like``'s dtype and kind."""
-    if is_cupy(like):
-        import cupy
-
-        return cupy.empty(size, like.dtype)
+    backend = backend_of(like)
+    if backend is not None:
+        return backend.empty(size, like.dtype)
     return np.empty(size, like.dtype)
+
+
+def copy(dst, src) -> None:
+    """``dst[...] = src``, both of one kind (on the device for device arrays)."""
+    backend = backend_of(dst)
+    if backend is not None:
+        backend.copy(dst, src)
+    else:
+        np.copyto(dst, src)
+
+
+def divide(a, p: int) -> None:
+    """``a /= p`` in place, as numpy's division rounds (``avg``)."""
+    backend = backend_of(a)
+    if backend is not None:
+        backend.divide(a, p)
+    else:
+        np.divide(a, p, out=a)
 
 
 PAGE = 4096
@@ -100,18 +118,3 @@ def at_page_offset(count: int, dtype, offset: int = MALLOC_OFFSET) -> np.ndarray
 def flat(a) -> np.ndarray:
     """A one-dimensional view of a contiguous array."""
     return a.reshape(-1)
-
-
-def to_host(a) -> np.ndarray:
-    """A flat numpy copy of a cupy array, or ``a`` itself (flat) if it is numpy."""
-    if is_cupy(a):
-        import cupy
-
-        return cupy.asnumpy(a).reshape(-1)
-    return flat(a)
-
-
-def from_host(host: np.ndarray, dst) -> None:
-    """Copy ``host`` into ``dst`` when ``dst`` is a cupy array (numpy needs nothing)."""
-    if is_cupy(dst):
-        dst.reshape(-1).set(host)

@@ -14,7 +14,7 @@ from mpi4py import MPI
 from numa import threads
 
 from ..errors import CollectiveError
-from . import native
+from . import cuda_query, native
 
 
 
@@ -140,20 +140,26 @@ def library_comm(comm: MPI.Comm | None) -> MPI.Comm:
         bound = local_size > 1 and sum(map(len, masks)) == len(frozenset().union(*masks))
         from .auto import decisions, profile_fingerprint
 
-        everyone = dup.allgather((local_size, profile_fingerprint(), _check))
-        problem = None
-        if len({fp for _, fp, _ in everyone}) > 1:
+        device_problem = cuda_query.setting_problem()
+        device = (False, "") if device_problem else cuda_query.local()
+        everyone = dup.allgather((local_size, profile_fingerprint(), _check, device, device_problem))
+        problem = next((bad for *_, bad in everyone if bad), None)
+        if problem is None and len({fp for _, fp, *_ in everyone}) > 1:
             problem = ("ranks use different cost profiles for algorithm='auto': "
-                       + "; ".join(f"rank {r}: {fp or 'none'}" for r, (_, fp, _) in enumerate(everyone))
+                       + "; ".join(f"rank {r}: {fp or 'none'}" for r, (_, fp, *_) in enumerate(everyone))
                        + "; give every rank the same COLLECTIVES_PROFILE file")
-        elif len({check for _, _, check in everyone}) > 1:
+        elif problem is None and len({check for _, _, check, *_ in everyone}) > 1:
             problem = ("ranks disagree on the check mode: "
-                       + ", ".join(f"rank {r}: {'on' if c else 'off'}" for r, (_, _, c) in enumerate(everyone))
+                       + ", ".join(f"rank {r}: {'on' if c else 'off'}" for r, (_, _, c, *_) in enumerate(everyone))
                        + "; set COLLECTIVES_CHECK alike on every rank, and call set_check on every rank")
         if problem:
             dup.Free()
             raise CollectiveError(problem)
-        dup.ranks_per_node = max(size for size, _, _ in everyone)
+        dup.ranks_per_node = max(size for size, *_ in everyone)
+        answers = [answer for *_, answer, _ in everyone]
+        dup.cuda_aware = all(aware for aware, _ in answers)  # the minimum: one rank staging makes all stage
+        dup.cuda_aware_why = next((f"rank {r}: {why}" for r, (aware, why) in enumerate(answers) if not aware),
+                                  answers[0][1])
         dup.decisions = decisions(dup.Get_size(), dup.ranks_per_node)
         dup.in_use = _Exclusive()
         dup.check_buf = np.empty(2, np.int64)
@@ -236,12 +242,16 @@ class _LibraryComm(MPI.Intracomm):
     on this communicator (see :func:`hold`).  ``check_buf``: the two integers
     :func:`agree` reduces, kept so that a check allocates nothing.
     ``native_handles``: the handles the compiled engine passes to MPI
-    (:func:`collectives.runtime.native.handles`), or None.  ``lock``:
+    (:func:`collectives.runtime.native.handles`), or None.  ``cuda_aware``:
+    whether every rank's MPI takes device memory, and ``cuda_aware_why``
+    what said so, or the first rank that said not
+    (:mod:`collectives.runtime.cuda_query`).  ``lock``:
     ``in_use``'s lock, taken directly on the repeated path (0.1 us against
     0.4 through ``hold``).
     """
 
-    __slots__ = ("ranks_per_node", "decisions", "in_use", "lock", "check_buf", "native_handles")
+    __slots__ = ("ranks_per_node", "decisions", "in_use", "lock", "check_buf", "native_handles", "cuda_aware",
+                 "cuda_aware_why")
 
 
 class _Exclusive:
@@ -351,3 +361,14 @@ def agree(lib: MPI.Comm, signature: tuple[int, ...], local_error: str | None,
 
 def _describe(sig: tuple) -> str:
     return ", ".join(f"{k}={v}" for k, v in sig)
+
+
+def cuda_aware(comm: MPI.Comm | None = None) -> bool:
+    """Whether collectives on ``comm`` (default COMM_WORLD) pass device memory to MPI directly.
+
+    True only where every rank's MPI library takes CUDA device memory
+    (:mod:`collectives.runtime.cuda_query`); else device arrays are staged
+    through pinned host memory.  Collective the first time a communicator
+    is used (:func:`library_comm`).
+    """
+    return library_comm(comm).cuda_aware

@@ -30,6 +30,7 @@ from numa import threads
 
 from ..algorithms.schedule import Round
 from . import native, traffic
+from .device import backend_of
 from .compiled import OP_CODES, pack, run
 from .reduce_ops import PARALLEL_BYTES, combine
 from .workspace import scratch
@@ -176,11 +177,20 @@ def rounds_posted(
 def execute(rounds: Sequence[Round], work: np.ndarray, comm: MPI.Comm, op: str = "sum") -> None:
     """Run ``rounds`` on ``work`` to completion: compiled, or else the loop of :func:`rounds_posted`.
 
+    A device array runs on :mod:`collectives.runtime.device_engine`, its
+    messages straight from the device where ``comm`` is CUDA-aware.
+
     Raises
     ------
     mpi4py.MPI.Exception
         If the MPI library returns an error to the compiled loop.
     """
+    backend = None if type(work) is np.ndarray else backend_of(work)
+    if backend is not None:  # a device array: messages straight or staged, reductions on the device
+        from .device_engine import execute as on_device
+
+        on_device(rounds, work, comm, op, backend, getattr(comm, "cuda_aware", False))
+        return
     plan = compile_rounds(rounds, work.itemsize)
     bind = native.binding()
     if (bind is None or plan.packed is None or work.dtype.char == "e"

@@ -14,6 +14,9 @@ from functools import lru_cache
 import numpy as np
 from mpi4py import MPI
 
+from . import device_engine
+from .device import backend_of
+
 _OPS = {"sum": MPI.SUM, "prod": MPI.PROD, "min": MPI.MIN, "max": MPI.MAX}
 _PROPAGATING = {"min": np.minimum, "max": np.maximum}
 
@@ -68,13 +71,28 @@ def _bytes(a: np.ndarray) -> np.ndarray:
     return a.view(np.uint8)
 
 
+def _call(call, buffers, comm: MPI.Comm, reads, writes, predefined: bool = True) -> None:
+    """``call(*buffers)``; on device arrays straight where ``comm`` is CUDA-aware, else staged.
+
+    A user op (NaN-propagating min/max) reads its buffers in Python, so on
+    device arrays it always runs on staged host copies.
+    """
+    backend = backend_of(buffers[0])
+    if backend is None:
+        call(*buffers)
+        return
+    direct = getattr(comm, "cuda_aware", False) and predefined
+    device_engine.library(call, buffers, backend, direct, reads, writes)
+
+
 def allreduce(work: np.ndarray, op: str, comm: MPI.Comm) -> None:
     """``MPI_Allreduce`` in place on ``work``."""
-    comm.Allreduce(MPI.IN_PLACE, work, op=mpi_op(op, work))
+    mpi = mpi_op(op, work)
+    _call(lambda w: comm.Allreduce(MPI.IN_PLACE, w, op=mpi), (work,), comm, (True,), (True,), mpi.is_predefined)
 
 
 def allreduce_start(work: np.ndarray, op: str, comm: MPI.Comm) -> MPI.Request:
-    """``MPI_Iallreduce`` in place on ``work``."""
+    """``MPI_Iallreduce`` in place on ``work`` (a host array)."""
     return comm.Iallreduce(MPI.IN_PLACE, work, op=mpi_op(op, work))
 
 
@@ -83,10 +101,14 @@ def allgather(work: np.ndarray, offsets: tuple[int, ...], comm: MPI.Comm) -> Non
     item = work.itemsize
     counts = [(offsets[i + 1] - offsets[i]) * item for i in range(len(offsets) - 1)]
     if len(set(counts)) == 1:
-        comm.Allgather(MPI.IN_PLACE, [_bytes(work), MPI.BYTE])
+        def call(w):
+            comm.Allgather(MPI.IN_PLACE, [_bytes(w), MPI.BYTE])
     else:
         displs = [o * item for o in offsets[:-1]]
-        comm.Allgatherv(MPI.IN_PLACE, [_bytes(work), (counts, displs), MPI.BYTE])
+
+        def call(w):
+            comm.Allgatherv(MPI.IN_PLACE, [_bytes(w), (counts, displs), MPI.BYTE])
+    _call(call, (work,), comm, (True,), (True,))
 
 
 def reduce_scatter(
@@ -94,9 +116,11 @@ def reduce_scatter(
 ) -> None:
     """``MPI_Reduce_scatter`` with the counts given by ``offsets``."""
     counts = [offsets[i + 1] - offsets[i] for i in range(len(offsets) - 1)]
-    comm.Reduce_scatter(send, recv, counts, op=mpi_op(op, send))
+    mpi = mpi_op(op, send)
+    _call(lambda s, r: comm.Reduce_scatter(s, r, counts, op=mpi), (send, recv), comm, (True, False), (False, True),
+          mpi.is_predefined)
 
 
 def broadcast(buf: np.ndarray, root: int, comm: MPI.Comm) -> None:
     """``MPI_Bcast`` of the raw bytes."""
-    comm.Bcast([_bytes(buf), MPI.BYTE], root=root)
+    _call(lambda b: comm.Bcast([_bytes(b), MPI.BYTE], root=root), (buf,), comm, (True,), (True,))

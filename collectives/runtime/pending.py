@@ -16,8 +16,8 @@ import warnings
 import numpy as np
 from mpi4py import MPI
 
-from . import buffers as B
 from . import mpi_native
+from .device import is_device
 from .api import _finish, _prepare
 from .communicator import hold, library_comm, pending_comm, pending_slots
 from .engine import compile_rounds, rounds_posted
@@ -41,7 +41,7 @@ def allreduce_start(sendbuf, recvbuf=None, *, op="sum", algorithm="auto", comm=N
     when it is complete, reduces it and posts the next, so calling it
     between pieces of computation (the layers of a backward pass) lets
     communication overlap computation even without an asynchronous-progress
-    thread in MPI.  ``"mpi"`` uses ``MPI_Iallreduce``.  cupy buffers are
+    thread in MPI.  ``"mpi"`` uses ``MPI_Iallreduce``.  Device (cupy) buffers are
     all-reduced before this returns.
 
     Parameters
@@ -115,7 +115,7 @@ def _start(sendbuf, recvbuf, op, algorithm, lib, name) -> Pending:
     def done():
         _finish(work, recvbuf, op, lib.Get_size())
 
-    if B.is_cupy(sendbuf):  # staged through the host: all-reduced now
+    if is_device(sendbuf):  # device arrays: all-reduced now, by the blocking call
         FAMILIES["allreduce"][chosen](work, reduce_op, lib)
         return Pending(recvbuf, done, name=name)
     own, slot = pending_comm(lib)

@@ -29,7 +29,7 @@ from ..algorithms import (
 )
 from . import mpi_native
 from .engine import execute
-from .workspace import scratch
+from .workspace import scratch_like
 
 #: Ring messages are cut into segments of this many bytes (0: one message per block).
 RING_SEGMENT_BYTES = 0
@@ -84,7 +84,7 @@ def _ag(rounds_fn):
 def _bruck_allgather(work, offsets, comm):
     rank, p = comm.Get_rank(), comm.Get_size()
     rot = bruck.rotated_offsets(rank, p, offsets)
-    tmp = scratch(work.dtype, work.size, slot="bruck")
+    tmp = scratch_like(work, work.size, slot="bruck")
     tmp[: rot[1]] = work[offsets[rank] : offsets[rank + 1]]
     execute(bruck.allgather_rounds(rank, p, offsets), tmp, comm)
     split = offsets[p] - offsets[rank]  # blocks rank .. p-1 come first in tmp
@@ -103,7 +103,7 @@ ALLGATHER = {
 def _rs(rounds_fn):
     def run(send, recv, offsets, op, comm):
         rank = comm.Get_rank()
-        work = scratch(send.dtype, send.size, slot="reduce_scatter")
+        work = scratch_like(send, send.size, slot="reduce_scatter")
         work[...] = send
         execute(rounds_fn(rank, comm.Get_size(), offsets), work, comm, op)
         recv[...] = work[offsets[rank] : offsets[rank + 1]]

@@ -10,6 +10,8 @@ import threading
 
 import numpy as np
 
+from .device import backend_of
+
 
 class _Pools(threading.local):
     """Per thread: ``(slot, dtype)`` -> the scratch array."""
@@ -37,6 +39,14 @@ def scratch(dtype: np.dtype, count: int, slot: str = "engine") -> np.ndarray:
         buf = np.empty(max(count, 1), dtype)
         pool[(slot, dtype)] = buf
     return buf[:count]
+
+
+def scratch_like(like, count: int, slot: str) -> np.ndarray:
+    """:func:`scratch` of ``like``'s dtype, on the device when ``like`` is a device array."""
+    backend = backend_of(like)
+    if backend is not None:
+        return backend.scratch(like.dtype, count, slot)
+    return scratch(like.dtype, count, slot)
 
 
 def release() -> None:
