@@ -263,3 +263,15 @@ def test_only_the_librarys_all_reduce_is_kept_from_the_largest_size():
         assert repeat.kept(comm, x, "sum", "ring") is None
         assert repeat.kept(comm, x, "sum", "mpi") is not None
         _bits_equal(comm, collectives.allreduce(x, algorithm="mpi", comm=comm), want, "mpi, 1 MiB + 12 B")
+
+
+def test_at_most_kept_signatures_are_kept_and_the_oldest_goes_first(monkeypatch):
+    comm = world()
+    monkeypatch.setattr(repeat, "KEPT", 2)
+    REPEATS.clear()
+    xs = [np.ones(n, np.float32) for n in (3, 4, 5)]
+    with unchecked():
+        for x in xs:
+            collectives.allreduce(x, algorithm="ring", comm=comm)
+    assert [repeat.kept(comm, x, "sum", "ring") is not None for x in xs] == [False, True, True]
+    assert len(REPEATS) == 2

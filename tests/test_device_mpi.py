@@ -162,3 +162,21 @@ def test_a_bad_override_is_refused_on_every_rank(monkeypatch):
             library_comm(dup)
     finally:
         dup.Free()
+
+
+@pytest.mark.mpi(min_size=2)
+def test_one_rank_that_is_not_cuda_aware_makes_every_rank_stage(monkeypatch):
+    rank = world().Get_rank()
+    monkeypatch.setenv("COLLECTIVES_CUDA_AWARE", "0" if rank == 1 else "1")
+    dup = world().Dup()
+    try:
+        lib = library_comm(dup)
+        collective_assert(world(), not collectives.cuda_aware(dup), "rank 1 stages, so all must")
+        collective_assert(world(), lib.cuda_aware_why == "rank 1: COLLECTIVES_CUDA_AWARE=0", lib.cuda_aware_why)
+        x = np.arange(5, dtype=np.float32) + rank
+        before = _staged_bytes()
+        got = collectives.allreduce(fake(x), algorithm="ring", comm=dup)
+        _same(world(), got, collectives.allreduce(x, algorithm="ring", comm=dup), "ring, staged everywhere")
+        collective_assert(world(), _staged_bytes() != before, "nothing was staged")
+    finally:
+        dup.Free()

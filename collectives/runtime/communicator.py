@@ -20,9 +20,10 @@ from . import cuda_query, native
 
 def _free_duplicate(comm, keyval, dup) -> None:
     """A user's communicator is being freed: free the library's duplicate of it (and, so, its pending pool)."""
-    for key in [key for key, (_, kept) in KNOWN.items() if kept is dup]:
+    # list(): one C call, so another thread's insertion cannot change the dict while we look
+    for key in [key for key, (_, kept) in list(KNOWN.items()) if kept is dup]:
         KNOWN.pop(key, None)
-    for key in [key for key, kept in REPEATS.items() if kept[1] is dup]:
+    for key in [key for key, kept in list(REPEATS.items()) if kept[1] is dup]:
         REPEATS.pop(key, None)
     dup.Free()
 

@@ -173,7 +173,10 @@ def keep(comm, lib: MPI.Comm, sendbuf: np.ndarray, op: str, algorithm: str, run_
     if run_ is None:
         return
     if len(REPEATS) >= KEPT:
-        REPEATS.pop(next(iter(REPEATS)))
+        try:  # another thread may drop the same entry, or insert while we look
+            REPEATS.pop(next(iter(REPEATS)), None)
+        except (RuntimeError, StopIteration):
+            pass
     REPEATS[signature(comm, sendbuf, op, algorithm)] = (comm, lib) + tuple(run_)
 
 
