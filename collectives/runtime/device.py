@@ -170,6 +170,8 @@ def register(kind: type, backend: Backend) -> None:
 def backend_of(a) -> Backend | None:
     """The :class:`Backend` of device array ``a``; None for anything else (numpy arrays included)."""
     kind = type(a)
+    if kind is np.ndarray:
+        return None
     found = _BACKENDS.get(kind)
     if found is None and kind.__module__.split(".")[0] == "cupy" and kind.__name__ == "ndarray":
         with _LOCK:
@@ -181,4 +183,4 @@ def backend_of(a) -> Backend | None:
 
 def is_device(a) -> bool:
     """Whether ``a`` is a device array the collectives take."""
-    return type(a) is not np.ndarray and backend_of(a) is not None
+    return backend_of(a) is not None

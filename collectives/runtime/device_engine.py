@@ -4,7 +4,7 @@ The same plan as on the host (:func:`collectives.runtime.engine.compile_rounds`)
 message for message and byte for byte, so the traffic counts are the
 host's.  Per round:
 
-- **direct** (the MPI is CUDA-aware, :mod:`collectives.runtime.cuda_aware`):
+- **direct** (the MPI is CUDA-aware, :mod:`collectives.runtime.cuda_query`):
   wait for the stream that produced the work buffer (the caller's kernels,
   the last round's reductions), then post the receives and sends on device
   byte ranges, which mpi4py hands to MPI through

@@ -185,7 +185,7 @@ def execute(rounds: Sequence[Round], work: np.ndarray, comm: MPI.Comm, op: str =
     mpi4py.MPI.Exception
         If the MPI library returns an error to the compiled loop.
     """
-    backend = None if type(work) is np.ndarray else backend_of(work)
+    backend = backend_of(work)
     if backend is not None:  # a device array: messages straight or staged, reductions on the device
         from .device_engine import execute as on_device
 
