@@ -23,5 +23,5 @@ for p in ${RANKS:-1 2 3}; do
     timeout -k 10 900 "$venv/bin/mpiexec" --oversubscribe -n "$p" "$venv/bin/python" -m mpi4py \
         scripts/mpi_pytest.py "$results" -q -p no:cacheprovider -m mpi \
         tests/test_compiled_engine_mpi.py tests/test_allreduce_mpi.py \
-        tests/test_other_collectives_mpi.py tests/test_traffic_mpi.py tests/test_persistent_mpi.py
+        tests/test_other_collectives_mpi.py tests/test_traffic_mpi.py tests/test_persistent_mpi.py tests/test_device_mpi.py
 done
