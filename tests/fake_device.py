@@ -61,8 +61,6 @@ class FakeDeviceArray:
 class FakeBackend(device.Backend):
     """The device operations on :class:`FakeDeviceArray`: host kernels, and counts of staged bytes."""
 
-    name = "fake"
-
     def __init__(self):
         super().__init__()
         self.to_host_bytes = self.from_host_bytes = self.synchronized = 0

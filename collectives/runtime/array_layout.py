@@ -32,9 +32,10 @@ from numba import carray, njit
 from .native import pointer
 
 __all__ = ["verified", "TYPE", "DATA", "NDIM", "SHAPE", "DESCR", "FLAGS", "C_CONTIGUOUS", "ALIGNED",
-           "WRITEABLE", "address", "elements_of"]
+           "WRITEABLE", "address"]
 
-#: Byte offsets in a ``PyArrayObject``: ``ob_type``, ``data``, ``nd`` (C int), ``dimensions``, ``descr``, ``flags`` (C int).
+#: Byte offsets in a ``PyArrayObject``: ``ob_type``, ``data``, ``nd`` (C int), ``dimensions``, ``descr``,
+#: ``flags`` (C int).
 TYPE, DATA, NDIM, SHAPE, DESCR, FLAGS = 8, 16, 24, 32, 56, 64
 #: numpy's ``NPY_ARRAY_C_CONTIGUOUS``, ``NPY_ARRAY_ALIGNED``, ``NPY_ARRAY_WRITEABLE``.
 C_CONTIGUOUS, ALIGNED, WRITEABLE = 0x0001, 0x0100, 0x0400
@@ -107,9 +108,3 @@ def address(obj, kind, descr, size, need):
     elif size != 1:
         return 0
     return _int64(obj + DATA)
-
-
-@njit(inline="always", cache=True)
-def elements_of(at, n, kind):
-    """The ``n`` elements of numpy scalar type ``kind`` at address ``at``, as an array."""
-    return carray(pointer(at, kind), n)

@@ -28,6 +28,8 @@ import os
 
 from mpi4py import MPI
 
+from . import native
+
 __all__ = ["local", "setting_problem", "from_info", "from_vendor", "VARIABLE"]
 
 #: The override's environment variable.
@@ -88,7 +90,7 @@ def _takes_device(kind: str) -> bool:
 def from_vendor() -> tuple[bool, str] | None:
     """The vendor query's answer and its name, or None where the library has neither query."""
     try:
-        lib = ctypes.CDLL(MPI.__file__)
+        lib = native.library()
     except OSError:
         return None
     query = getattr(lib, "MPIX_GPU_query_support", None)

@@ -8,8 +8,8 @@ What that needs of an array type is a :class:`Backend`: allocate, view as
 bytes, copy, reduce, divide, synchronise with the stream that produced
 the data, and copy to and from (pinned) host memory.
 
-cupy arrays have :data:`CUPY`, made on first use (importing cupy needs no
-GPU; using it does).  Another array type exposing
+cupy arrays get a :class:`CupyBackend`, made on first use (importing cupy
+needs no GPU; using it does).  Another array type exposing
 ``__cuda_array_interface__`` gets a backend through :func:`register`; the
 test suite registers a fake device array over host memory this way, so
 that the device paths run under MPI in CI with no GPU (as mpi4py's own
@@ -33,9 +33,6 @@ class Backend:
     before the collective).  Scratch and pinned buffers are kept per thread
     between calls, like the host scratch (:mod:`collectives.runtime.workspace`).
     """
-
-    #: A word for messages and the bench header.
-    name = "device"
 
     def __init__(self):
         self._local = threading.local()
@@ -119,8 +116,6 @@ _EXPRESSIONS = {
 
 class CupyBackend(Backend):
     """cupy arrays: elementwise kernels, the current stream, ``cupyx`` pinned memory."""
-
-    name = "cupy"
 
     def __init__(self):
         super().__init__()

@@ -38,8 +38,8 @@ from mpi4py import MPI
 from numba import types
 from numba.extending import intrinsic
 
-__all__ = ["Binding", "binding", "handles", "pointer", "ISEND", "IRECV", "WAIT", "WAITALL", "ALLREDUCE", "STATUS_IGNORE",
-           "IN_PLACE"]
+__all__ = ["Binding", "binding", "handles", "library", "pointer", "ISEND", "IRECV", "WAIT", "WAITALL", "ALLREDUCE",
+           "STATUS_IGNORE", "IN_PLACE"]
 
 #: Slots of :attr:`Binding.calls`: the functions' addresses, then ``MPI_STATUS(ES)_IGNORE`` and ``MPI_IN_PLACE``.
 ISEND, IRECV, WAIT, WAITALL, ALLREDUCE, STATUS_IGNORE, IN_PLACE = range(7)
@@ -59,7 +59,7 @@ class Binding(NamedTuple):
     library: str
 
 
-def _library() -> ctypes.CDLL:
+def library() -> ctypes.CDLL:
     """The MPI library as mpi4py's extension module sees it (its symbols resolve through its dependencies)."""
     return ctypes.CDLL(MPI.__file__)
 
@@ -79,7 +79,7 @@ def binding() -> Binding | None:
     else:
         return None
     try:
-        lib = _library()
+        lib = library()
         addresses = [ctypes.cast(getattr(lib, name), ctypes.c_void_p).value for name in _FUNCTIONS]
     except (OSError, AttributeError):
         return None

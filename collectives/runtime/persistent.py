@@ -9,8 +9,8 @@ holds now, entering the compiled engine (or the library's ``MPI_Allreduce``
 for ``"mpi"``) with none of a call's Python around it; under the check mode
 it first agrees with the other ranks that they run the same operation.
 Where nothing is compiled (cupy arrays, float16, our algorithms on 1 MiB
-or more, misaligned buffers, an MPI without a binding) a run is the ordinary call, with the
-settled algorithm.
+or more, misaligned buffers, an MPI without a binding) a run is the
+ordinary call, with the settled algorithm.
 
 The buffers must stay as they were at the init (same arrays, not resized,
 not re-typed, the receive buffer writeable), as MPI asks of a persistent
